@@ -1,0 +1,3 @@
+module github.com/openmeshd/meshd
+
+go 1.24.0
