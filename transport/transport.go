@@ -73,7 +73,9 @@ type Info struct {
 	// neighbour in range and frames arrive from many neighbours.
 	Broadcast bool
 	// Ordered is true when frames sent on this link arrive in the order they
-	// were sent (or not at all).
+	// were sent (or not at all). The promise covers frames of one Priority
+	// whose Send calls did not overlap (each returned before the next began);
+	// a frame of a more urgent Priority may overtake less urgent ones.
 	Ordered bool
 	// Peer is the neighbour's authenticated identity key on point-to-point
 	// links whose handshake proves it (TCP with Noise, libp2p). HasPeer says
@@ -118,8 +120,12 @@ type Link interface {
 	// specific error that wraps ErrRefused when the link will not transmit at
 	// all (for example a radio with no regulatory region configured).
 	Send(ctx context.Context, f Frame) error
-	// Close takes the link down. The Handler's LinkDown is called once.
-	// Close is idempotent.
+	// Close takes the link down. The Handler's LinkDown is called once (with
+	// a nil error unless the link had already failed), possibly after Close
+	// has returned (Close may be
+	// called from inside a Handler callback, so it must not wait for one).
+	// Frames still queued may be dropped. Close is idempotent: later calls
+	// return nil. Info keeps working after Close.
 	Close() error
 }
 
