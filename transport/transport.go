@@ -122,10 +122,9 @@ type Link interface {
 	Send(ctx context.Context, f Frame) error
 	// Close takes the link down. The Handler's LinkDown is called once (with
 	// a nil error unless the link had already failed), possibly after Close
-	// has returned (Close may be
-	// called from inside a Handler callback, so it must not wait for one).
-	// Frames still queued may be dropped. Close is idempotent: later calls
-	// return nil. Info keeps working after Close.
+	// has returned: Close may be called from inside a Handler callback, so
+	// it must not wait for one. Frames still queued may be dropped. Close is
+	// idempotent: later calls return nil. Info keeps working after Close.
 	Close() error
 }
 
