@@ -63,19 +63,29 @@ func ParsePublicKey(b []byte) (PublicKey, error) {
 // for encodings that are not on the curve, not canonical, or of small order.
 func (k PublicKey) X25519() ([32]byte, error) {
 	var out [32]byte
-	p, err := new(edwards25519.Point).SetBytes(k[:])
+	p, err := k.point()
 	if err != nil {
-		return out, fmt.Errorf("%w: not a point on Ed25519", ErrBadKey)
-	}
-	if !bytes.Equal(p.Bytes(), k[:]) {
-		return out, fmt.Errorf("%w: non-canonical encoding", ErrBadKey)
-	}
-	// A point of small order yields a predictable shared secret.
-	if new(edwards25519.Point).MultByCofactor(p).Equal(edwards25519.NewIdentityPoint()) == 1 {
-		return out, fmt.Errorf("%w: small-order point", ErrBadKey)
+		return out, err
 	}
 	copy(out[:], p.BytesMontgomery())
 	return out, nil
+}
+
+// point decodes the key, refusing encodings that are not on the curve, not
+// canonical, or of small order (a DH with those yields a secret the attacker
+// knows; a signature by them can be valid for many messages).
+func (k PublicKey) point() (*edwards25519.Point, error) {
+	p, err := new(edwards25519.Point).SetBytes(k[:])
+	if err != nil {
+		return nil, fmt.Errorf("%w: not a point on Ed25519", ErrBadKey)
+	}
+	if !bytes.Equal(p.Bytes(), k[:]) {
+		return nil, fmt.Errorf("%w: non-canonical encoding", ErrBadKey)
+	}
+	if new(edwards25519.Point).MultByCofactor(p).Equal(edwards25519.NewIdentityPoint()) == 1 {
+		return nil, fmt.Errorf("%w: small-order point", ErrBadKey)
+	}
+	return p, nil
 }
 
 // Address returns the key's self-certifying address.

@@ -108,7 +108,7 @@ func (e *Envelope) Verify() error {
 	if len(e.raw) < signedOff+SignatureSize || len(e.Sig) != SignatureSize {
 		return &FormatError{Kind: e.Kind, Field: "signature", Err: ErrTruncated}
 	}
-	if _, err := e.Key.X25519(); err != nil {
+	if _, err := e.Key.point(); err != nil {
 		return err
 	}
 	sigOff := len(e.raw) - SignatureSize
