@@ -186,7 +186,7 @@ func vectorInputs() vectors {
 	_, _ = newDetRand("eph1").Read(eph1)
 	_, _ = newDetRand("eph2").Read(eph2)
 	return vectors{
-		Comment: "meshd envelope v1 test vectors; see docs/protocol.md. Regenerate: go test ./envelope -run Vectors -update",
+		Comment:    "meshd envelope v1 test vectors; see docs/protocol.md. Regenerate: go test ./envelope -run Vectors -update",
 		Identities: []identityVector{{Seed: a}, {Seed: b}, {Seed: h(make([]byte, 32))}},
 		Data: []dataVector{
 			{SenderSeed: a, RecipientSeed: b, Counter: 1, TTL: 8, Payload: msg},
