@@ -1,0 +1,18 @@
+#!/bin/sh
+# Installs the system packages the test suite needs on Debian/Ubuntu:
+# qemu-user-static (core tests on mips and arm), iproute2 (network namespace
+# tests). Does nothing when they are present.
+set -eu
+missing=""
+command -v qemu-mips-static >/dev/null 2>&1 || missing="$missing qemu-user-static"
+command -v ip >/dev/null 2>&1 || missing="$missing iproute2"
+[ -z "$missing" ] && exit 0
+if ! command -v apt-get >/dev/null 2>&1; then
+	echo "please install:$missing (no apt-get here)" >&2
+	exit 1
+fi
+sudo=""
+[ "$(id -u)" -eq 0 ] || sudo="sudo"
+echo "installing:$missing"
+$sudo env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $missing >/dev/null
