@@ -1,0 +1,228 @@
+package core
+
+import (
+	"bytes"
+	"math/rand"
+	"sort"
+	"testing"
+	"time"
+
+	"github.com/openmeshd/meshd/envelope/clock"
+	"github.com/openmeshd/meshd/transport"
+	"github.com/openmeshd/meshd/transport/lora/airtime"
+	"github.com/openmeshd/meshd/transport/lora/dutycycle"
+)
+
+// air is a tiny virtual-time harness: engines on one channel, each frame
+// reaches every other engine after its airtime unless lost at random or
+// collided (overlapping transmissions), and no engine hears while it sends.
+type air struct {
+	t        *testing.T
+	now      time.Time
+	engines  []*Engine
+	rng      *rand.Rand
+	loss     float64
+	inflight []tx
+	got      [][]Delivery
+	audits   []*dutycycle.Audit
+	collide  bool
+}
+
+type tx struct {
+	from       int
+	start, end time.Time
+	data       []byte
+}
+
+func newAir(t *testing.T, n int, loss float64, o Options) *air {
+	a := &air{t: t, now: clock.Epoch(), rng: rand.New(rand.NewSource(7)), loss: loss, got: make([][]Delivery, n), collide: true}
+	for i := 0; i < n; i++ {
+		oo := o
+		oo.Self = Hint{0xA0, 0, 0, byte(i + 1)}
+		oo.Rand = rand.New(rand.NewSource(int64(i)))
+		if o.Budget != nil {
+			b, err := dutycycle.New(dutycycle.Options{Band: o.Budget.Band()})
+			if err != nil {
+				t.Fatal(err)
+			}
+			oo.Budget = b
+			a.audits = append(a.audits, dutycycle.NewAudit(o.Budget.Band()))
+		}
+		e, err := New(oo)
+		if err != nil {
+			t.Fatal(err)
+		}
+		a.engines = append(a.engines, e)
+	}
+	return a
+}
+
+func addr(i int) transport.Addr { return transport.Addr([]byte{0xA0, 0, 0, byte(i + 1)}) }
+
+// run advances virtual time until every engine is idle or until limit.
+func (a *air) run(limit time.Time, feed func(now time.Time)) {
+	for a.now.Before(limit) {
+		if feed != nil {
+			feed(a.now)
+		}
+		for i, e := range a.engines {
+			for {
+				f, info, ok := e.Next(a.now)
+				if !ok {
+					break
+				}
+				if a.audits != nil && a.audits[i].Add(a.now, info.Airtime) {
+					a.t.Fatalf("duty-cycle violation by %d at %v", i, a.now)
+				}
+				a.inflight = append(a.inflight, tx{i, a.now, a.now.Add(info.Airtime), append([]byte(nil), f...)})
+			}
+		}
+		// Next event: a frame ends or an engine wakes.
+		next := limit
+		for _, x := range a.inflight {
+			if x.end.Before(next) {
+				next = x.end
+			}
+		}
+		idle := len(a.inflight) == 0
+		for _, e := range a.engines {
+			if w := e.Wake(a.now); !w.IsZero() {
+				idle = false
+				if w.Before(next) {
+					next = w
+				}
+			}
+		}
+		if idle && feed == nil {
+			return
+		}
+		if !next.After(a.now) {
+			next = a.now.Add(time.Microsecond)
+		}
+		a.now = next
+		// Deliver frames that ended.
+		sort.Slice(a.inflight, func(i, j int) bool { return a.inflight[i].end.Before(a.inflight[j].end) })
+		keep := a.inflight[:0]
+		var ended []tx
+		for _, x := range a.inflight {
+			if x.end.After(a.now) {
+				keep = append(keep, x)
+			} else {
+				ended = append(ended, x)
+			}
+		}
+		all := append(append([]tx(nil), keep...), ended...)
+		a.inflight = keep
+		for _, x := range ended {
+			for j, e := range a.engines {
+				if j == x.from || a.rng.Float64() < a.loss {
+					continue
+				}
+				if a.collide && overlaps(all, x, j) {
+					continue
+				}
+				for _, d := range e.Receive(a.now, x.data, transport.Meta{HasSignal: true, RSSI: -90, SNR: 5}) {
+					a.got[j] = append(a.got[j], d)
+				}
+			}
+		}
+	}
+}
+
+// overlaps: another transmission overlapped x in time, or the receiver j
+// itself was sending.
+func overlaps(all []tx, x tx, j int) bool {
+	for _, y := range all {
+		if y.start == x.start && y.from == x.from {
+			continue
+		}
+		if y.start.Before(x.end) && x.start.Before(y.end) {
+			return true
+		}
+	}
+	return false
+}
+
+func fastMod() airtime.Modulation {
+	return airtime.Modulation{SF: 7, BandwidthHz: 500000, PreambleSymbols: 18}
+}
+
+func budget(t testing.TB, region string, f uint32, bw int) *dutycycle.Budget {
+	r, _ := dutycycle.Lookup(region)
+	band, err := r.SubBand(f, bw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := dutycycle.New(dutycycle.Options{Band: band})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+func TestUnicastWithLoss(t *testing.T) {
+	for _, c := range []struct {
+		size   int
+		loss   float64
+		rounds int
+	}{{1024, 0.1, 0}, {4096, 0.1, 0}, {4096, 0.3, 20}, {10, 0, 0}, {0, 0.1, 0}} {
+		a := newAir(t, 3, c.loss, Options{Modulation: fastMod(), AirHeader: 1, Budget: budget(t, "US915", 915000000, 500000), MaxRounds: c.rounds})
+		msg := bytes.Repeat([]byte{0x5A}, c.size)
+		for i := range msg {
+			msg[i] = byte(i * 7)
+		}
+		if err := a.engines[0].Enqueue(a.now, addr(2), transport.PriorityOwn, msg); err != nil {
+			t.Fatal(err)
+		}
+		a.run(a.now.Add(10*time.Minute), nil)
+		if len(a.got[2]) != 1 || !bytes.Equal(a.got[2][0].Data, msg) || a.got[2][0].From != addr(0) {
+			t.Fatalf("size %d loss %v: got %d deliveries; sender %+v receiver %+v", c.size, c.loss, len(a.got[2]), a.engines[0].Stats(), a.engines[2].Stats())
+		}
+		if len(a.got[1]) != 0 {
+			t.Fatal("bystander delivered a unicast")
+		}
+		st := a.engines[0].Stats()
+		if st.MessagesDone != 1 || st.QueueBytes != 0 {
+			t.Fatalf("sender stats %+v", st)
+		}
+		t.Logf("%d B, loss %.0f%%: %d frames, %d retransmissions, %d probes, airtime %v", c.size, c.loss*100, st.FramesSent, st.Retransmissions, st.Probes, st.Airtime)
+	}
+}
+
+func TestBroadcastNoAck(t *testing.T) {
+	a := newAir(t, 3, 0, Options{Modulation: fastMod(), AirHeader: 1, Budget: budget(t, "US915", 915000000, 500000)})
+	msg := bytes.Repeat([]byte{1, 2, 3}, 700)
+	if err := a.engines[1].Enqueue(a.now, transport.Broadcast, transport.PriorityBackground, msg); err != nil {
+		t.Fatal(err)
+	}
+	a.run(a.now.Add(time.Minute), nil)
+	for _, j := range []int{0, 2} {
+		if len(a.got[j]) != 1 || !bytes.Equal(a.got[j][0].Data, msg) {
+			t.Fatalf("receiver %d: %d", j, len(a.got[j]))
+		}
+	}
+	if s := a.engines[0].Stats(); s.SACKsSent != 0 {
+		t.Fatal("SACK for broadcast")
+	}
+}
+
+func TestUnicastGivesUp(t *testing.T) {
+	a := newAir(t, 2, 1.0, Options{Modulation: fastMod(), AirHeader: 1, Budget: budget(t, "US915", 915000000, 500000), MaxRounds: 3})
+	a.engines[0].Enqueue(a.now, addr(1), transport.PriorityOwn, make([]byte, 600))
+	a.run(a.now.Add(time.Hour), nil)
+	st := a.engines[0].Stats()
+	if st.MessagesFailed != 1 || st.QueueBytes != 0 || st.Probes != 2 {
+		t.Fatalf("%+v", st)
+	}
+}
+
+func TestNoRegionRefuses(t *testing.T) {
+	e, err := New(Options{Modulation: fastMod()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = e.Enqueue(clock.Epoch(), transport.Broadcast, 0, []byte("x"))
+	if err != ErrNoRegion || !errorsIs(err, transport.ErrRefused) {
+		t.Fatal(err)
+	}
+}
