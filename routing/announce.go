@@ -1,0 +1,318 @@
+package routing
+
+import (
+	"encoding/binary"
+	"time"
+
+	"github.com/openmeshd/meshd/envelope"
+	"github.com/openmeshd/meshd/transport"
+)
+
+// ownAnnounce returns this node's current announce, building a new one (with
+// a higher sequence) when the last is older than half an interval.
+func (r *Router) ownAnnounce(now time.Time) []byte {
+	if r.annRaw != nil && now.Sub(r.annAt) < r.o.AnnounceInterval/2 && now.Sub(r.annAt) >= 0 {
+		return r.annRaw
+	}
+	// Sequence: seconds since 2020 or one more than the last, whichever is
+	// higher, so it grows across restarts even without the store.
+	seq := uint32(max(now.Unix()-1577836800, 1))
+	if !seqOlder(r.annSeq, seq) {
+		seq = r.annSeq + 1
+	}
+	raw, err := envelope.SignAnnounce(r.id, envelope.AnnounceOptions{Seq: seq, Caps: r.o.Caps, AppData: r.o.AppData, TTL: r.o.MaxHops})
+	if err != nil {
+		r.logOnce("routing: cannot sign announce", "err", err)
+		return r.annRaw
+	}
+	r.annSeq, r.annRaw, r.annAt = seq, raw, now
+	r.batch.Put(BucketMeta, metaSeq, binary.BigEndian.AppendUint32(nil, seq))
+	r.dedup.put(r.sip.envelopeKey(raw), dedupEntry{flags: seenVerified, heard: 1})
+	return raw
+}
+
+// announceInterval is the interval on l: the base interval, stretched on
+// radio links so that relaying every known node's announce once per
+// interval stays within the control share.
+func (r *Router) announceInterval(l *link) time.Duration {
+	iv := r.o.AnnounceInterval
+	if l.radio && r.annRaw != nil {
+		need := time.Duration(float64(l.airtime(len(r.annRaw))) * float64(len(r.peers)+1) / r.o.AnnounceShare * 1.25)
+		iv = max(iv, need)
+	}
+	return iv
+}
+
+func (r *Router) announceOn(now time.Time, l *link) {
+	raw := r.ownAnnounce(now)
+	iv := r.announceInterval(l)
+	// ±10% jitter keeps nodes from synchronising.
+	l.nextAnnounce = now.Add(iv - iv/10 + time.Duration(r.rnd.Int64N(int64(iv/5)+1)))
+	if raw == nil {
+		return
+	}
+	r.spendControl(now, l, len(raw), true)
+	r.emit(now, l, transport.Broadcast, transport.PriorityBackground, clone(raw), envelope.KindAnnounce, true)
+}
+
+// Announce makes the node announce itself on every link now (for example
+// after its application data changed).
+func (r *Router) Announce(now time.Time) {
+	r.begin(now)
+	defer r.end()
+	r.annRaw = nil
+	for _, l := range r.links {
+		r.announceOn(now, l)
+	}
+}
+
+// verifyAllowed rate-limits signature checks: VerifyPerSecond for unknown
+// signers and four times that for known ones, each with a burst of four
+// seconds' worth, so a flood of junk cannot eat the CPU and junk claiming
+// strangers' keys cannot starve the announces of nodes we know.
+func (r *Router) verifyAllowed(now time.Time, known bool) bool {
+	if el := now.Sub(r.verifyAt).Seconds(); el > 0 {
+		rate := float64(r.o.VerifyPerSecond)
+		r.verifyTokens = min(4*rate, r.verifyTokens+el*rate)
+		r.verifyKnown = min(16*rate, r.verifyKnown+el*4*rate)
+		r.verifyAt = now
+	}
+	tok := &r.verifyTokens
+	if known {
+		tok = &r.verifyKnown
+	}
+	if *tok < 1 {
+		return false
+	}
+	*tok--
+	return true
+}
+
+// onSigned handles Announce and PathReply envelopes: cheap checks and dedup
+// first, the signature last. It returns the peer the announce is from, and
+// whether the announce is newer than what we knew, or nil.
+func (r *Router) onSigned(now time.Time, l *link, e *envelope.Envelope, m transport.Meta, k uint64, extraHops uint8) (*peer, bool) {
+	if e.Key == r.id.PublicKey() {
+		r.drop(DropOwn)
+		return nil, false
+	}
+	ent, dup := r.dedup.get(k)
+	if dup && ent.flags&seenBad != 0 {
+		r.drop(DropSignature)
+		return nil, false
+	}
+	addr := e.Key.Address()
+	p := r.peers[addr]
+	if p != nil && p.hasSeq && seqOlder(e.Seq, p.seq) {
+		r.drop(DropStale)
+		return nil, false
+	}
+	if !dup || ent.flags&seenVerified == 0 {
+		if !r.verifyAllowed(now, p != nil && p.hasKey) {
+			r.drop(DropVerifyBudget)
+			return nil, false
+		}
+		r.stats.Verifications++
+		if err := e.Verify(); err != nil {
+			r.dedup.put(k, dedupEntry{flags: seenBad})
+			r.drop(DropSignature)
+			return nil, false
+		}
+		ent.flags |= seenVerified
+		r.dedup.put(k, ent)
+	}
+	if p == nil {
+		p = r.peerForKey(e.Key, now)
+	} else if !p.hasKey {
+		p.key, p.hasKey = e.Key, true
+	}
+	newer := !p.hasSeq || seqOlder(p.seq, e.Seq)
+	if newer {
+		p.seq, p.hasSeq = e.Seq, true
+		if e.Kind == envelope.KindAnnounce {
+			p.ann = clone(e.Raw())
+		} else if b, err := envelope.NewPathReply(e, envelope.PathReplyOptions{To: e.Dst, TTL: 0}); err == nil {
+			p.ann = b
+		}
+	}
+	hops := e.Hops
+	if int(hops)+int(extraHops) < 255 {
+		hops += extraHops
+	}
+	r.considerRoute(now, p, l, m.From, hops, e.Seq, true, m)
+	return p, newer
+}
+
+func (r *Router) onAnnounce(now time.Time, l *link, raw []byte, e *envelope.Envelope, m transport.Meta, k uint64) {
+	if e.Hops >= r.o.MaxHops {
+		r.drop(DropHops)
+		return
+	}
+	if _, dup := r.dedup.get(k); dup {
+		r.dedup.seen(k)
+		r.heardRelay(l, k)
+	}
+	p, newer := r.onSigned(now, l, e, m, k, 0)
+	if p == nil || !newer {
+		if p != nil {
+			r.drop(DropDuplicate)
+		}
+		return
+	}
+	r.floodRelay(now, l, m, raw, k, envelope.KindAnnounce)
+}
+
+// floodRelay schedules relays of a flood envelope on every link it should
+// go out on: the same broadcast link (others in range may not have heard
+// it) and every other link.
+func (r *Router) floodRelay(now time.Time, from *link, m transport.Meta, raw []byte, k uint64, kind envelope.Kind) {
+	if raw[envelope.OffsetTTL] == 0 {
+		r.drop(DropTTL)
+		return
+	}
+	for _, l := range r.links {
+		if l == from && !l.info.Broadcast {
+			continue
+		}
+		data := clone(raw)
+		envelope.Relay(data)
+		at := l.airtime(len(data))
+		var delay time.Duration
+		if l.radio {
+			// Contention window of several frames; nodes that heard the frame
+			// weakly (far from its sender) go first: they cover new ground.
+			w := max(time.Second, 8*at)
+			delay = time.Duration(r.rnd.Int64N(int64(w)))
+			if l == from && m.HasSignal {
+				f := min(max((m.SNR+10)/20, 0), 1)
+				delay += time.Duration(float32(w) * f)
+			}
+		} else {
+			delay = time.Duration(r.rnd.Int64N(int64(50 * time.Millisecond)))
+		}
+		r.relays = append(r.relays, &pendingRelay{due: now.Add(delay), link: l, key: k, data: data, kind: kind,
+			prio: transport.PriorityBackground, control: true, suppress: l == from && l.info.Broadcast})
+	}
+}
+
+// heardRelay counts a copy of a flood we have a relay pending for.
+func (r *Router) heardRelay(l *link, k uint64) {
+	for _, pr := range r.relays {
+		if pr.key == k && pr.link == l {
+			pr.heard++
+		}
+	}
+}
+
+func (r *Router) fireRelay(now time.Time, pr *pendingRelay) {
+	if pr.suppress && pr.heard >= r.o.SuppressAfter {
+		r.drop(DropSuppressed)
+		return
+	}
+	if pr.control && !r.spendControl(now, pr.link, len(pr.data), false) {
+		r.drop(DropBudget)
+		return
+	}
+	r.stats.Relayed++
+	r.emit(now, pr.link, pr.to, pr.prio, pr.data, pr.kind, pr.control)
+}
+
+// pathRequest asks the mesh for a route to a, with backoff per destination.
+func (r *Router) pathRequest(now time.Time, a envelope.Addr) {
+	var p *peer
+	if full, ok := a.Full(); ok {
+		p = r.peerForAddr(full, now)
+		if !p.pathReqAt.IsZero() && now.Sub(p.pathReqAt) < pathReqBackoff(p.pathReqN) {
+			return
+		}
+		p.pathReqAt = now
+		if p.pathReqN < 16 {
+			p.pathReqN++
+		}
+	}
+	var id [4]byte
+	if r.readEntropy(id[:]) != nil {
+		return
+	}
+	e := envelope.Envelope{Kind: envelope.KindPathRequest, TTL: r.o.PathRequestTTL, Dst: a,
+		RequestID: binary.BigEndian.Uint32(id[:])}
+	if a.IsFull() {
+		e.Flags = envelope.FlagFull
+		e.Src = envelope.FullAddr(r.addr)
+	} else {
+		e.Src = envelope.HintAddr(r.addr.Hint())
+	}
+	raw, err := e.Append(nil)
+	if err != nil {
+		return
+	}
+	r.stats.PathRequests++
+	r.dedup.put(r.sip.envelopeKey(raw), dedupEntry{heard: 1})
+	for _, l := range r.links {
+		r.spendControl(now, l, len(raw), true)
+		r.emit(now, l, transport.Broadcast, transport.PriorityBackground, clone(raw), envelope.KindPathRequest, true)
+	}
+}
+
+func pathReqBackoff(n uint8) time.Duration {
+	d := 30 * time.Second << min(n, 6)
+	return min(d, 30*time.Minute)
+}
+
+func (r *Router) onPathRequest(now time.Time, l *link, raw []byte, e *envelope.Envelope, m transport.Meta, k uint64) {
+	if e.Src.Matches(r.addr) && e.Src.IsFull() {
+		r.drop(DropOwn)
+		return
+	}
+	if _, dup := r.dedup.seen(k); dup {
+		r.heardRelay(l, k)
+		r.drop(DropDuplicate)
+		return
+	}
+	r.learnReverse(now, e.Src, l, m.From, e.Hops)
+	var ann []byte
+	var dist uint8
+	if e.Dst.Matches(r.addr) {
+		ann = r.ownAnnounce(now)
+	} else {
+		for _, p := range r.lookup(e.Dst) {
+			if rt := p.best(now); rt != nil && p.ann != nil && !(rt.link == l && rt.nb == m.From) {
+				ann, dist = p.ann, rt.hops+1
+				break
+			}
+		}
+	}
+	if ann == nil {
+		r.floodRelay(now, l, m, raw, k, envelope.KindPathRequest)
+		return
+	}
+	ae, err := envelope.Parse(ann)
+	if err != nil {
+		return
+	}
+	reply, err := envelope.NewPathReply(&ae, envelope.PathReplyOptions{To: e.Src, RequestID: e.RequestID, Dist: dist, TTL: r.o.MaxHops})
+	if err != nil {
+		return
+	}
+	r.stats.PathReplies++
+	r.dedup.put(r.sip.envelopeKey(reply), dedupEntry{flags: seenVerified, heard: 1})
+	r.spendControl(now, l, len(reply), true)
+	r.emit(now, l, m.From, transport.PriorityRelay, reply, envelope.KindPathReply, true)
+}
+
+func (r *Router) onPathReply(now time.Time, l *link, raw []byte, e *envelope.Envelope, m transport.Meta, k uint64) {
+	if _, dup := r.dedup.seen(k); dup {
+		r.drop(DropDuplicate)
+		return
+	}
+	p, _ := r.onSigned(now, l, e, m, k, e.Dist)
+	if p == nil {
+		return
+	}
+	if e.Dst.Matches(r.addr) {
+		return // our request answered: onSigned installed the route
+	}
+	r.forwardUnicast(now, l, m, raw, e, k, false)
+}
+
+func clone(b []byte) []byte { return append([]byte(nil), b...) }

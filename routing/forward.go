@@ -1,0 +1,386 @@
+package routing
+
+import (
+	"encoding/binary"
+	"time"
+
+	"github.com/openmeshd/meshd/envelope"
+	"github.com/openmeshd/meshd/transport"
+)
+
+// Receive handles one frame received on a link. data becomes the router's
+// (it may be kept).
+func (r *Router) Receive(now time.Time, id LinkID, data []byte, m transport.Meta) {
+	r.begin(now)
+	defer r.end()
+	l := r.linkByID[id]
+	if l == nil {
+		r.drop(DropUnknownLink)
+		return
+	}
+	e, err := envelope.Parse(data)
+	if err != nil {
+		r.stats.BytesIn += uint64(len(data))
+		r.drop(DropMalformed)
+		return
+	}
+	r.stats.in(e.Kind, len(data))
+	if !l.info.Broadcast {
+		m.From = transport.Broadcast
+	}
+	r.hear(now, l, m)
+	k := r.sip.envelopeKey(data)
+	switch e.Kind {
+	case envelope.KindAnnounce:
+		r.onAnnounce(now, l, data, &e, m, k)
+	case envelope.KindPathRequest:
+		r.onPathRequest(now, l, data, &e, m, k)
+	case envelope.KindPathReply:
+		r.onPathReply(now, l, data, &e, m, k)
+	case envelope.KindData, envelope.KindAck, envelope.KindAnon:
+		r.onUnicast(now, l, data, &e, m, k)
+	case envelope.KindAnonReply:
+		r.onAnonReply(now, l, data, &e, m, k)
+	case envelope.KindChannel, envelope.KindFlood, envelope.KindQuery:
+		r.onFlood(now, l, data, &e, m, k)
+	}
+}
+
+// Overhear handles a frame the link heard that was addressed to another
+// neighbour (LinkInfo.Overhears). The router never forwards it; it only
+// learns that the frame was relayed (flood suppression) and who is near.
+func (r *Router) Overhear(now time.Time, id LinkID, data []byte, m transport.Meta) {
+	r.begin(now)
+	defer r.end()
+	l := r.linkByID[id]
+	if l == nil {
+		return
+	}
+	if _, err := envelope.Parse(data); err != nil {
+		return
+	}
+	r.hear(now, l, m)
+	k := r.sip.envelopeKey(data)
+	if _, ok := r.dedup.get(k); ok {
+		r.heardRelay(l, k)
+	}
+}
+
+// secs is a coarse clock for dedup entries.
+func (r *Router) secs(now time.Time) uint32 { return uint32(now.Unix()) }
+
+func holdable(k envelope.Kind) bool {
+	return k == envelope.KindData || k == envelope.KindAck || k == envelope.KindAnon
+}
+
+func srcHint(e *envelope.Envelope) envelope.Hint {
+	if e.Kind == envelope.KindData || e.Kind == envelope.KindAck {
+		return e.Src.Hint()
+	}
+	return envelope.Hint{}
+}
+
+func (r *Router) onUnicast(now time.Time, l *link, raw []byte, e *envelope.Envelope, m transport.Meta, k uint64) {
+	ent, dup := r.dedup.get(k)
+	recent := dup && r.secs(now)-ent.at < uint32(unicastDedupWindow/time.Second)
+	if e.Dst.Matches(r.addr) {
+		var done bool
+		switch e.Kind {
+		case envelope.KindData:
+			done = r.receiveData(now, l, m, e)
+		case envelope.KindAck:
+			done = r.receiveAck(now, l, m, e)
+		case envelope.KindAnon:
+			if recent {
+				r.drop(DropDuplicate)
+				return
+			}
+			done = r.receiveAnon(now, l, m, e)
+		}
+		if done {
+			r.dedup.put(k, dedupEntry{at: r.secs(now), heard: 1})
+			return
+		}
+		if e.Dst.IsFull() || len(r.hints[e.Dst.Hint()]) == 0 {
+			r.drop(DropUndecryptable)
+			return
+		}
+	}
+	if recent {
+		r.drop(DropDuplicate)
+		return
+	}
+	r.dedup.put(k, dedupEntry{at: r.secs(now), heard: 1})
+	if e.Kind == envelope.KindAnon {
+		r.addCrumb(now, e.Token, l, m.From)
+	} else {
+		r.learnReverse(now, e.Src, l, m.From, e.Hops)
+	}
+	if raw[envelope.OffsetTTL] == 0 {
+		r.drop(DropTTL)
+		return
+	}
+	r.forwardUnicast(now, l, m, raw, e, k, true)
+}
+
+// forwardUnicast sends raw on towards e.Dst: to the selected route of each
+// known peer the address (or hint) may name, at most two distinct next hops,
+// never back to the neighbour it came from. With no route it is held.
+func (r *Router) forwardUnicast(now time.Time, from *link, m transport.Meta, raw []byte, e *envelope.Envelope, k uint64, hold bool) {
+	if raw[envelope.OffsetTTL] == 0 {
+		r.drop(DropTTL)
+		return
+	}
+	type hop struct {
+		l  *link
+		nb transport.Addr
+	}
+	var used [2]hop
+	n := 0
+	for _, p := range r.lookup(e.Dst) {
+		if p.addr == r.addr {
+			continue
+		}
+		rt := p.best(now)
+		if rt != nil && from != nil && rt.link == from && rt.nb == m.From {
+			rt = p.alternative(now, from, m.From)
+		}
+		if rt == nil {
+			continue
+		}
+		h := hop{rt.link, rt.nb}
+		if (n > 0 && used[0] == h) || (n > 1 && used[1] == h) {
+			continue
+		}
+		data := clone(raw)
+		envelope.Relay(data)
+		r.emit(now, rt.link, rt.nb, transport.PriorityRelay, data, e.Kind, e.Kind == envelope.KindPathReply)
+		p.lastUsed = now
+		used[n] = h
+		n++
+		if n == len(used) {
+			break
+		}
+	}
+	if n > 0 {
+		r.stats.Relayed++
+		return
+	}
+	if hold && holdable(e.Kind) {
+		r.hold(now, raw, e, k)
+		return
+	}
+	r.drop(DropNoRoute)
+}
+
+func (r *Router) addCrumb(now time.Time, t envelope.Token, l *link, nb transport.Addr) {
+	if _, ok := r.crumbs[t]; !ok {
+		if len(r.crumbs) >= maxCrumbs {
+			r.gc(now.Add(crumbLife)) // forget all that would expire within a lifetime
+			for len(r.crumbs) >= maxCrumbs && len(r.crumbQ) > 0 {
+				delete(r.crumbs, r.crumbQ[0])
+				r.crumbQ = r.crumbQ[1:]
+			}
+		}
+		r.crumbQ = append(r.crumbQ, t)
+	}
+	r.crumbs[t] = crumb{link: l, nb: nb, expires: now.Add(crumbLife)}
+}
+
+func (r *Router) receiveAnon(now time.Time, l *link, m transport.Meta, e *envelope.Envelope) bool {
+	payload, port, reply, err := r.id.OpenAnonymous(e)
+	if err != nil {
+		return false
+	}
+	r.addCrumb(now, e.Token, l, m.From)
+	r.stats.Delivered++
+	r.actions = append(r.actions, &Deliver{Port: port, Payload: payload, Anonymous: true, ReplyTo: reply})
+	return true
+}
+
+func (r *Router) onAnonReply(now time.Time, l *link, raw []byte, e *envelope.Envelope, m transport.Meta, k uint64) {
+	if ent, dup := r.dedup.seen(k); dup {
+		r.heardRelay(l, k)
+		if r.secs(now)-ent.at < uint32(crumbLife/time.Second) {
+			r.drop(DropDuplicate)
+			return
+		}
+	}
+	r.dedup.put(k, dedupEntry{at: r.secs(now), heard: 1})
+	if exp, ok := r.ownToks[e.Token]; ok && now.Before(exp) {
+		r.actions = append(r.actions, &AnonReplyReceived{Token: e.Token, Data: clone(raw)})
+		return
+	}
+	if raw[envelope.OffsetTTL] == 0 {
+		r.drop(DropTTL)
+		return
+	}
+	if c, ok := r.crumbs[e.Token]; ok && now.Before(c.expires) && r.linkByID[c.link.id] == c.link {
+		data := clone(raw)
+		envelope.Relay(data)
+		r.stats.Relayed++
+		r.emit(now, c.link, c.nb, transport.PriorityRelay, data, envelope.KindAnonReply, false)
+		return
+	}
+	// No breadcrumb: a flood scoped to a few hops.
+	data := clone(raw)
+	data[envelope.OffsetTTL] = min(data[envelope.OffsetTTL], 3)
+	r.floodRelay(now, l, m, data, k, envelope.KindAnonReply)
+}
+
+func (r *Router) onFlood(now time.Time, l *link, raw []byte, e *envelope.Envelope, m transport.Meta, k uint64) {
+	if _, dup := r.dedup.seen(k); dup {
+		r.heardRelay(l, k)
+		r.drop(DropDuplicate)
+		return
+	}
+	if e.Kind == envelope.KindQuery {
+		if _, own := r.ownToks[e.Token]; own {
+			r.drop(DropOwn)
+			return
+		}
+		r.addCrumb(now, e.Token, l, m.From)
+	}
+	v := FloodRelay
+	if r.o.FloodFilter != nil {
+		v = r.o.FloodFilter(e)
+	}
+	if v == FloodDrop {
+		r.drop(DropFiltered)
+		return
+	}
+	r.actions = append(r.actions, &FloodReceived{Link: l.id, Kind: e.Kind, Data: clone(raw), Meta: m})
+	if v == FloodRelay {
+		if e.Hops >= r.o.MaxHops {
+			r.drop(DropHops)
+			return
+		}
+		r.floodRelay(now, l, m, raw, k, e.Kind)
+	}
+}
+
+// Originate sends a Channel, Flood or Query envelope built by a layer above
+// on every link.
+func (r *Router) Originate(now time.Time, raw []byte) error {
+	r.begin(now)
+	defer r.end()
+	e, err := envelope.Parse(raw)
+	if err != nil {
+		return err
+	}
+	switch e.Kind {
+	case envelope.KindChannel, envelope.KindFlood, envelope.KindQuery:
+	default:
+		return ErrNotFlood
+	}
+	if e.Kind == envelope.KindQuery {
+		r.ownToks[e.Token] = now.Add(crumbLife)
+	}
+	r.dedup.put(r.sip.envelopeKey(raw), dedupEntry{at: r.secs(now), heard: 1})
+	for _, l := range r.links {
+		r.spendControl(now, l, len(raw), true)
+		r.emit(now, l, transport.Broadcast, transport.PriorityOwn, clone(raw), e.Kind, true)
+	}
+	return nil
+}
+
+// heldMsg is another node's envelope (or an own anonymous one) waiting for
+// a route.
+type heldMsg struct {
+	key   uint64
+	rec   heldRecord
+	dst   envelope.Addr
+	src   envelope.Hint
+	kind  envelope.Kind
+	retry time.Time
+}
+
+func (r *Router) addHeld(h *heldMsg) {
+	r.held = append(r.held, h)
+	r.heldBytes += len(h.rec.Raw)
+}
+
+func heldKey(k uint64) []byte { return binary.BigEndian.AppendUint64(nil, k) }
+
+// hold keeps raw for store-and-forward under the quotas.
+func (r *Router) hold(now time.Time, raw []byte, e *envelope.Envelope, k uint64) {
+	size := len(raw)
+	if r.heldBytes+size > r.o.HeldBytes {
+		r.drop(DropHeldQuota)
+		return
+	}
+	quota := r.o.HeldBytes / 4
+	dstH, srcH := e.Dst.Hint(), srcHint(e)
+	perDst, perSrc := size, size
+	for _, h := range r.held {
+		if h.key == k {
+			return // already held
+		}
+		if h.dst.Hint() == dstH {
+			perDst += len(h.rec.Raw)
+		}
+		if srcH != (envelope.Hint{}) && h.src == srcH {
+			perSrc += len(h.rec.Raw)
+		}
+	}
+	if perDst > quota || perSrc > quota {
+		r.drop(DropHeldQuota)
+		return
+	}
+	h := &heldMsg{key: k, rec: heldRecord{Received: now, Expires: now.Add(r.o.MessageTTL), Raw: clone(raw)},
+		dst: e.Dst, src: srcH, kind: e.Kind, retry: now.Add(time.Minute)}
+	r.addHeld(h)
+	r.batch.Put(BucketHeld, heldKey(k), h.rec.marshal())
+	r.pathRequestFor(now, e.Dst)
+}
+
+// pathRequestFor asks for a route to a, by full address when one known
+// peer matches.
+func (r *Router) pathRequestFor(now time.Time, a envelope.Addr) {
+	if !a.IsFull() {
+		if c := r.hints[a.Hint()]; len(c) == 1 {
+			a = envelope.FullAddr(c[0].addr)
+		} else {
+			return // unknown hint: wait for an announce
+		}
+	}
+	r.pathRequest(now, a)
+}
+
+func (r *Router) removeHeld(i int) {
+	h := r.held[i]
+	r.heldBytes -= len(h.rec.Raw)
+	r.batch.Delete(BucketHeld, heldKey(h.key))
+	r.held = append(r.held[:i], r.held[i+1:]...)
+}
+
+func (r *Router) tickHeld(now time.Time) {
+	for i := 0; i < len(r.held); {
+		h := r.held[i]
+		if !now.Before(h.rec.Expires) {
+			r.drop(DropExpired)
+			r.removeHeld(i)
+			continue
+		}
+		if !h.retry.IsZero() && !now.Before(h.retry) {
+			e, err := envelope.Parse(h.rec.Raw)
+			if err == nil && r.hasRoute(now, e.Dst) {
+				r.removeHeld(i)
+				r.forwardUnicast(now, nil, transport.Meta{}, h.rec.Raw, &e, h.key, false)
+				continue
+			}
+			h.retry = now.Add(5 * time.Minute)
+			r.pathRequestFor(now, h.dst)
+		}
+		i++
+	}
+}
+
+func (r *Router) hasRoute(now time.Time, a envelope.Addr) bool {
+	for _, p := range r.lookup(a) {
+		if p.addr != r.addr && p.best(now) != nil {
+			return true
+		}
+	}
+	return false
+}

@@ -1,0 +1,336 @@
+package routing
+
+import (
+	"time"
+
+	"github.com/openmeshd/meshd/envelope"
+	"github.com/openmeshd/meshd/transport"
+)
+
+// peer is one known node: its key (once known), its latest announce, the
+// routes towards it, and the end-to-end state of our conversation with it.
+type peer struct {
+	addr   envelope.Address
+	key    envelope.PublicKey
+	hasKey bool
+
+	ann    []byte // latest verified announce or path reply, for path replies
+	seq    uint32 // its sequence
+	hasSeq bool
+
+	routes  [maxCandidates]route
+	cur     int8 // index of the selected route, -1 none
+	changes uint8
+	changed time.Time
+
+	lastUsed  time.Time
+	pathReqAt time.Time
+	pathReqN  uint8
+
+	e2e *e2eState
+}
+
+// maxCandidates bounds the next hops remembered per destination.
+const maxCandidates = 3
+
+// route is one way to reach a peer: a neighbour on a link.
+type route struct {
+	link    *link
+	nb      transport.Addr
+	hops    uint8  // hops after the neighbour
+	metric  uint32 // cost of the whole path, lower is better
+	seq     uint32 // announce sequence that taught it
+	expires time.Time
+}
+
+func (rt *route) valid(now time.Time) bool { return rt.link != nil && now.Before(rt.expires) }
+
+// e2eState is our end-to-end conversation with a peer.
+type e2eState struct {
+	pair, pairPQ, pairPQOld *envelope.Pair
+	pq, pqOld               []byte
+	next, reserved          uint32 // last send counter used, reserved up to
+	window                  envelope.ReplayWindow
+	hasWindow               bool
+	acked                   bool // the peer acknowledged us once: it knows our key
+}
+
+func (p *peer) e2eState() *e2eState {
+	if p.e2e == nil {
+		p.e2e = &e2eState{}
+	}
+	return p.e2e
+}
+
+// best returns the selected route if it is still valid.
+func (p *peer) best(now time.Time) *route {
+	if p.cur < 0 {
+		return nil
+	}
+	rt := &p.routes[p.cur]
+	if !rt.valid(now) {
+		return nil
+	}
+	return rt
+}
+
+// alternative returns a valid route whose next hop is not (l, nb).
+func (p *peer) alternative(now time.Time, l *link, nb transport.Addr) *route {
+	var best *route
+	for i := range p.routes {
+		rt := &p.routes[i]
+		if !rt.valid(now) || (rt.link == l && rt.nb == nb) {
+			continue
+		}
+		if best == nil || rt.metric < best.metric {
+			best = rt
+		}
+	}
+	return best
+}
+
+func (p *peer) dropLink(l *link) {
+	for i := range p.routes {
+		if p.routes[i].link == l {
+			p.routes[i] = route{}
+		}
+	}
+	if p.cur >= 0 && p.routes[p.cur].link == nil {
+		p.cur = -1
+		p.reselect(time.Time{}, true)
+	}
+}
+
+// metric prices a path of hops hops after a neighbour heard on l with the
+// given signal. A LoRa hop costs its link's Cost (the transport says how
+// much more than a wired hop), a weak neighbour costs up to twice that.
+func (r *Router) metric(l *link, nb *neighbour, hops uint8) uint32 {
+	c := l.cost * 4
+	m := c * (1 + uint32(hops))
+	if nb != nil && nb.hasSNR && nb.snr < 5 {
+		// Every dB below a 5 dB margin adds a tenth of a hop, up to a hop.
+		m += min(c, c*uint32(5-nb.snr)/10)
+	}
+	return m
+}
+
+// considerRoute offers a route to p via neighbour nb on l with hops hops
+// after it. hasSeq says the offer comes from an announce with sequence seq
+// (else it was learned from traffic and carries p's current sequence).
+// Among fresh routes the lowest metric wins; routes from an older sequence
+// than the newest known are not feasible (they may lead back through us).
+// A new route must beat the current one by a margin that grows with recent
+// changes (flap damping).
+func (r *Router) considerRoute(now time.Time, p *peer, l *link, nb transport.Addr, hops uint8, seq uint32, hasSeq bool, m transport.Meta) {
+	if p.addr == r.addr {
+		return
+	}
+	if !hasSeq {
+		seq = p.seq
+	}
+	var nbInfo *neighbour
+	if l.info.Broadcast {
+		nbInfo = l.neighbours[nb]
+	}
+	metric := r.metric(l, nbInfo, hops)
+	life := r.o.RouteLifetime
+	slot := -1
+	for i := range p.routes {
+		if p.routes[i].link == l && p.routes[i].nb == nb {
+			slot = i
+			break
+		}
+	}
+	if slot < 0 {
+		// Take an empty or expired slot, else the worst one if we beat it.
+		worst := -1
+		for i := range p.routes {
+			rt := &p.routes[i]
+			if !rt.valid(now) {
+				slot = i
+				break
+			}
+			if worst < 0 || routeWorse(rt, &p.routes[worst]) {
+				worst = i
+			}
+		}
+		if slot < 0 {
+			w := &p.routes[worst]
+			if seqOlder(seq, w.seq) || (seq == w.seq && metric >= w.metric) || int8(worst) == p.cur {
+				return
+			}
+			slot = worst
+		}
+	} else if old := &p.routes[slot]; !hasSeq && old.valid(now) && old.metric < metric {
+		// Traffic refreshes a route without making it look worse.
+		old.expires = now.Add(life)
+		return
+	}
+	had := p.best(now) != nil
+	p.routes[slot] = route{link: l, nb: nb, hops: hops, metric: metric, seq: seq, expires: now.Add(life)}
+	p.reselect(now, false)
+	if !had && p.best(now) != nil {
+		r.routeAppeared(now, p)
+	}
+}
+
+func routeWorse(a, b *route) bool {
+	if a.seq != b.seq {
+		return seqOlder(a.seq, b.seq)
+	}
+	return a.metric > b.metric
+}
+
+// seqOlder reports whether a is older than b (serial number arithmetic).
+func seqOlder(a, b uint32) bool { return a != b && int32(a-b) < 0 }
+
+// reselect picks the route to use.
+func (p *peer) reselect(now time.Time, force bool) {
+	var newest uint32
+	first := true
+	for i := range p.routes {
+		rt := &p.routes[i]
+		if rt.valid(now) && (first || seqOlder(newest, rt.seq)) {
+			newest, first = rt.seq, false
+		}
+	}
+	bestI := -1
+	for i := range p.routes {
+		rt := &p.routes[i]
+		if !rt.valid(now) || rt.seq != newest {
+			continue
+		}
+		if bestI < 0 || rt.metric < p.routes[bestI].metric {
+			bestI = i
+		}
+	}
+	if bestI < 0 {
+		p.cur = -1
+		return
+	}
+	if p.cur >= 0 && int(p.cur) != bestI && !force {
+		cur := &p.routes[p.cur]
+		if cur.valid(now) && cur.seq == newest {
+			// Damping: switch only for a clear improvement, and a clearer
+			// one after recent changes.
+			if now.Sub(p.changed) > 10*time.Minute {
+				p.changes = 0
+			}
+			margin := cur.metric / 8 * uint32(1+p.changes)
+			if p.routes[bestI].metric+margin >= cur.metric {
+				return
+			}
+		}
+	}
+	if int(p.cur) != bestI {
+		if p.cur >= 0 && p.changes < 8 {
+			p.changes++
+		}
+		p.changed = now
+		p.cur = int8(bestI)
+	}
+}
+
+// peerForKey returns the peer with key k, creating it.
+func (r *Router) peerForKey(k envelope.PublicKey, now time.Time) *peer {
+	a := k.Address()
+	p := r.peerForAddr(a, now)
+	if !p.hasKey {
+		p.key, p.hasKey = k, true
+	}
+	return p
+}
+
+// peerForAddr returns the peer at address a, creating it (without a key).
+func (r *Router) peerForAddr(a envelope.Address, now time.Time) *peer {
+	if p := r.peers[a]; p != nil {
+		return p
+	}
+	if len(r.peers) >= r.o.MaxPeers {
+		r.evictPeer(now)
+	}
+	p := &peer{addr: a, cur: -1, lastUsed: now}
+	r.peers[a] = p
+	h := a.Hint()
+	r.hints[h] = append(r.hints[h], p)
+	return p
+}
+
+// evictPeer forgets the least recently useful peer that has no
+// conversation state with us.
+func (r *Router) evictPeer(now time.Time) {
+	var victim *peer
+	for _, p := range r.peers {
+		if p.e2e != nil {
+			continue
+		}
+		if victim == nil || p.lastUsed.Before(victim.lastUsed) ||
+			(p.lastUsed.Equal(victim.lastUsed) && string(p.addr[:]) < string(victim.addr[:])) {
+			victim = p
+		}
+	}
+	if victim == nil {
+		return
+	}
+	delete(r.peers, victim.addr)
+	h := victim.addr.Hint()
+	list := r.hints[h]
+	for i, q := range list {
+		if q == victim {
+			list = append(list[:i], list[i+1:]...)
+			break
+		}
+	}
+	if len(list) == 0 {
+		delete(r.hints, h)
+	} else {
+		r.hints[h] = list
+	}
+}
+
+// lookup returns the known peers an on-wire address may name.
+func (r *Router) lookup(a envelope.Addr) []*peer {
+	if full, ok := a.Full(); ok {
+		if p := r.peers[full]; p != nil {
+			return []*peer{p}
+		}
+		return nil
+	}
+	return r.hints[a.Hint()]
+}
+
+// routeAppeared sends what waited for a route to p.
+func (r *Router) routeAppeared(now time.Time, p *peer) {
+	for _, m := range r.outbox {
+		if m.rec.Dst == p.addr && !m.inFlightCommit && (m.rec.Attempts == 0 || m.waiting) {
+			m.next = now
+		}
+	}
+	for _, h := range r.held {
+		if h.dst.Matches(p.addr) {
+			h.retry = now
+		}
+	}
+}
+
+// learnReverse learns a route to the sender of traffic that arrived from
+// neighbour nb on l after hops relays.
+func (r *Router) learnReverse(now time.Time, a envelope.Addr, l *link, nb transport.Addr, hops uint8) {
+	var p *peer
+	if full, ok := a.Full(); ok {
+		if full == r.addr {
+			return
+		}
+		p = r.peers[full]
+		if p == nil {
+			p = r.peerForAddr(full, now)
+		}
+	} else {
+		c := r.hints[a.Hint()]
+		if len(c) != 1 {
+			return // unknown or ambiguous: learn nothing
+		}
+		p = c[0]
+	}
+	r.considerRoute(now, p, l, nb, hops, 0, false, transport.Meta{})
+}
