@@ -17,7 +17,8 @@ import (
 
 // Store is a routing.Store in a bbolt file.
 type Store struct {
-	db *bolt.DB
+	db     *bolt.DB
+	shared bool // db belongs to the caller (Wrap): Close leaves it open
 }
 
 // Open opens (creating if needed, mode 0600) the store at path. It fails
@@ -30,7 +31,20 @@ func Open(path string, timeout time.Duration) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("routing store %s: %w", path, err)
 	}
-	err = db.Update(func(tx *bolt.Tx) error {
+	s, err := Wrap(db)
+	if err != nil {
+		db.Close()
+		return nil, fmt.Errorf("routing store %s: %w", path, err)
+	}
+	s.shared = false
+	return s, nil
+}
+
+// Wrap uses an open bbolt database that other parts of the node share (one
+// file per node). The router's buckets are created if missing; their names
+// are routing.Bucket.String(). Close leaves db open for its owner.
+func Wrap(db *bolt.DB) (*Store, error) {
+	err := db.Update(func(tx *bolt.Tx) error {
 		for b := routing.Bucket(0); b < routing.NumBuckets; b++ {
 			if _, err := tx.CreateBucketIfNotExists([]byte(b.String())); err != nil {
 				return err
@@ -39,10 +53,9 @@ func Open(path string, timeout time.Duration) (*Store, error) {
 		return nil
 	})
 	if err != nil {
-		db.Close()
-		return nil, fmt.Errorf("routing store %s: %w", path, err)
+		return nil, err
 	}
-	return &Store{db: db}, nil
+	return &Store{db: db, shared: true}, nil
 }
 
 func bucket(tx *bolt.Tx, b routing.Bucket) (*bolt.Bucket, error) {
@@ -101,7 +114,12 @@ func (s *Store) Scan(b routing.Bucket, fn func(key, value []byte) error) error {
 }
 
 // Close implements routing.Store.
-func (s *Store) Close() error { return s.db.Close() }
+func (s *Store) Close() error {
+	if s.shared {
+		return nil
+	}
+	return s.db.Close()
+}
 
 // Size returns the database file's size in bytes.
 func (s *Store) Size() int64 {
