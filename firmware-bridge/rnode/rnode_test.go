@@ -142,7 +142,7 @@ func TestReportsAndBadInput(t *testing.T) {
 	in = kiss.Append(in, rnode.CmdData, []byte("hi"))
 	in = kiss.Append(in, rnode.CmdStatCHTM, []byte{0, 100, 0, 50, 0x03, 0xE8, 0, 10, 157 - 90, 157 - 120, 0xFF})
 	in = kiss.Append(in, rnode.CmdError, []byte{rnode.ErrorQueueFull})
-	in = kiss.Append(in, 0x7A, []byte{1, 2})   // unknown command
+	in = kiss.Append(in, 0x7A, []byte{1, 2})      // unknown command
 	in = kiss.Append(in, rnode.CmdFrequency, nil) // truncated
 	in = append(in, kiss.FEND, 0)
 	in = append(in, bytes.Repeat([]byte{0x55}, 2000)...) // oversized

@@ -40,7 +40,7 @@ func (r *recorder) LinkUp(l transport.Link) {
 	r.up <- l
 }
 func (r *recorder) Receive(l transport.Link, data []byte, m transport.Meta) { r.got <- got{data, m} }
-func (r *recorder) LinkDown(l transport.Link, err error)                  { r.down <- err }
+func (r *recorder) LinkDown(l transport.Link, err error)                    { r.down <- err }
 
 func hint(i int) envelope.Hint { return envelope.Hint{0x10, 0x20, 0x30, byte(i)} }
 
