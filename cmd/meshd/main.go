@@ -32,6 +32,7 @@ type command struct {
 func commands() map[string]command {
 	return map[string]command{
 		"id":      {"create this node's identity on first use; print its address and fingerprint", cmdID},
+		"radio":   {"list serial ports and likely LoRa radios; run virtual RNode modems (sim)", cmdRadio},
 		"version": {"print the version", cmdVersion},
 	}
 }
