@@ -31,9 +31,19 @@ type command struct {
 // commands is the verb table. Each verb lives in its own file.
 func commands() map[string]command {
 	return map[string]command{
-		"id":      {"create this node's identity on first use; print its address and fingerprint", cmdID},
-		"radio":   {"list serial ports and likely LoRa radios; run virtual RNode modems (sim)", cmdRadio},
-		"version": {"print the version", cmdVersion},
+		"run":      {"run the node (the daemon)", cmdRun},
+		"init":     {"write a commented configuration file", cmdInit},
+		"id":       {"create this node's identity on first use; print its address and fingerprint", cmdID},
+		"status":   {"show the running node's status", cmdStatus},
+		"links":    {"list the links to neighbours", cmdLinks},
+		"peers":    {"list known nodes", cmdPeers},
+		"routes":   {"list routes", cmdRoutes},
+		"contacts": {"list, add, remove and verify contacts (petnames)", cmdContacts},
+		"send":     {"send a direct message: meshd send NAME|ADDRESS TEXT", cmdSend},
+		"inbox":    {"list received messages (--follow for new ones)", cmdInbox},
+		"outbox":   {"list sent messages and their delivery state", cmdOutbox},
+		"radio":    {"list serial ports and likely LoRa radios; run virtual RNode modems (sim)", cmdRadio},
+		"version":  {"print the version", cmdVersion},
 	}
 }
 
