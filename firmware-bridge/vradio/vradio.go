@@ -136,7 +136,11 @@ func New(o Options) (*Air, error) {
 		a.log = slog.New(slog.DiscardHandler)
 	}
 	a.dir = o.Dir
-	if a.dir == "" {
+	if a.dir != "" {
+		if err := os.MkdirAll(a.dir, 0o755); err != nil {
+			return nil, err
+		}
+	} else {
 		d, err := os.MkdirTemp("", "meshd-vradio-")
 		if err != nil {
 			return nil, err

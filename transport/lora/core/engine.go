@@ -43,8 +43,10 @@ type Options struct {
 	// QueueBytes bounds the bytes of messages accepted and not yet finished
 	// (sent, acknowledged or given up). Zero means 4*MTU.
 	QueueBytes int
-	// MaxRounds bounds the retransmission rounds of a unicast message
-	// (probes included). Zero means 8.
+	// MaxRounds bounds the retransmission rounds of a unicast message that
+	// make no progress (a SACK timeout, or a SACK acknowledging nothing
+	// new); rounds that get fragments through are bounded by the fragment
+	// count. Each silent round doubles the SACK timeout. Zero means 8.
 	MaxRounds int
 	// AckTimeout is how long to wait for a SACK after the last fragment of
 	// a round went out. Zero: computed from the modulation.
@@ -123,7 +125,8 @@ type outMsg struct {
 	acked    []bool
 	sent     []bool
 	pending  []int
-	round    int
+	round    int // rounds without progress
+	silent   int // consecutive SACK timeouts, for backoff
 	waiting  bool // all of this round sent; waiting for a SACK
 	deadline time.Time
 	size     int
@@ -355,7 +358,8 @@ func (e *Engine) Next(now time.Time) (frame []byte, info TxInfo, ok bool) {
 				e.finish(m, true)
 			} else {
 				m.waiting = true
-				m.deadline = e.busy.Add(e.o.AckTimeout + time.Duration(e.rng.Int63n(int64(e.o.Guard)+1)))
+				wait := e.o.AckTimeout << min(m.silent, 5)
+				m.deadline = e.busy.Add(wait + time.Duration(e.rng.Int63n(int64(e.o.Guard)+1)))
 			}
 		}
 	}
@@ -488,6 +492,7 @@ func (e *Engine) expire(now time.Time) {
 		}
 		m.waiting = false
 		m.round++
+		m.silent++
 		if m.round >= e.o.MaxRounds {
 			e.finish(m, false)
 			continue
@@ -568,10 +573,13 @@ func (e *Engine) onSACK(now time.Time, f *Frame) {
 		e.finish(m, true)
 		return
 	}
+	m.silent = 0
+	progress := false
 	missing := m.pending[:0]
 	for i := range m.acked {
-		if f.Bitmap[i/8]&(1<<(i%8)) != 0 {
+		if f.Bitmap[i/8]&(1<<(i%8)) != 0 && !m.acked[i] {
 			m.acked[i] = true
+			progress = true
 		}
 		if !m.acked[i] {
 			missing = append(missing, i)
@@ -586,9 +594,11 @@ func (e *Engine) onSACK(now time.Time, f *Frame) {
 	m.pending = missing
 	if m.waiting {
 		m.waiting = false
-		m.round++
-		if m.round >= e.o.MaxRounds {
-			e.finish(m, false)
+		if !progress {
+			m.round++
+			if m.round >= e.o.MaxRounds {
+				e.finish(m, false)
+			}
 		}
 	}
 }
