@@ -125,8 +125,8 @@ type outMsg struct {
 	acked    []bool
 	sent     []bool
 	pending  []int
-	round    int // rounds without progress
-	silent   int // consecutive SACK timeouts, for backoff
+	round    int  // rounds without progress
+	silent   int  // consecutive SACK timeouts, for backoff
 	waiting  bool // all of this round sent; waiting for a SACK
 	deadline time.Time
 	size     int
