@@ -181,7 +181,8 @@ func (r *Router) floodRelay(now time.Time, from *link, m transport.Meta, raw []b
 		if l.radio {
 			// Contention window of several frames; nodes that heard the frame
 			// weakly (far from its sender) go first: they cover new ground.
-			w := max(time.Second, 8*at)
+			// The window grows with the neighbours that may contend.
+			w := max(2*time.Second, at*time.Duration(4+r.activeNeighbours(now, l)))
 			delay = time.Duration(r.rnd.Int64N(int64(w)))
 			if l == from && m.HasSignal {
 				f := min(max((m.SNR+10)/20, 0), 1)
@@ -247,6 +248,7 @@ func (r *Router) pathRequest(now time.Time, a envelope.Addr) {
 		return
 	}
 	r.stats.PathRequests++
+	r.trace("path request", "dst", a)
 	r.dedup.put(r.sip.envelopeKey(raw), dedupEntry{heard: 1})
 	for _, l := range r.links {
 		r.spendControl(now, l, len(raw), true)
@@ -286,6 +288,15 @@ func (r *Router) onPathRequest(now time.Time, l *link, raw []byte, e *envelope.E
 		r.floodRelay(now, l, m, raw, k, envelope.KindPathRequest)
 		return
 	}
+	if dist > 0 && l.info.Broadcast {
+		// Every neighbour that knows a route could answer; on a shared
+		// medium only a few do, at random (the others stay silent: the
+		// requester asks again if all kept quiet).
+		if nb := r.activeNeighbours(now, l); nb > 3 && r.rnd.IntN(nb) >= 3 {
+			r.drop(DropSuppressed)
+			return
+		}
+	}
 	ae, err := envelope.Parse(ann)
 	if err != nil {
 		return
@@ -316,3 +327,15 @@ func (r *Router) onPathReply(now time.Time, l *link, raw []byte, e *envelope.Env
 }
 
 func clone(b []byte) []byte { return append([]byte(nil), b...) }
+
+// activeNeighbours counts the neighbours heard on l within the last
+// announce interval (capped: it only scales contention windows).
+func (r *Router) activeNeighbours(now time.Time, l *link) int {
+	n := 0
+	for _, nb := range l.neighbours {
+		if now.Sub(nb.lastHeard) < r.o.AnnounceInterval {
+			n++
+		}
+	}
+	return min(n, 64)
+}

@@ -151,7 +151,10 @@ func (r *Router) transmitOwn(now time.Time, m *outMsg) {
 		return
 	}
 	m.waiting = false
-	r.emit(now, rt.link, rt.nb, transport.PriorityOwn, clone(m.rec.Sealed), envelope.KindData, false)
+	data := clone(m.rec.Sealed)
+	if e, err := envelope.Parse(data); err == nil {
+		r.sendHop(now, rt, data, &e, transport.PriorityOwn)
+	}
 	if m.rec.Attempts == 0 {
 		r.status(m, StateSent, nil)
 	} else {
@@ -331,13 +334,15 @@ func (r *Router) sendAck(now time.Time, p *peer, counter uint32, pq, full bool) 
 	if err != nil {
 		return
 	}
-	if rt := p.best(now); rt != nil {
-		r.emit(now, rt.link, rt.nb, transport.PriorityOwn, ack, envelope.KindAck, false)
+	e, err := envelope.Parse(ack)
+	if err != nil {
 		return
 	}
-	if e, err := envelope.Parse(ack); err == nil {
-		r.hold(now, ack, &e, r.sip.envelopeKey(ack))
+	if rt := p.best(now); rt != nil {
+		r.sendHop(now, rt, ack, &e, transport.PriorityOwn)
+		return
 	}
+	r.hold(now, ack, &e, r.sip.envelopeKey(ack))
 }
 
 // receiveAck matches an end-to-end acknowledgement to the outbox.
@@ -424,4 +429,16 @@ func (r *Router) Reply(now time.Time, to envelope.ReplyTo, port uint8, payload [
 		r.emit(now, l, transport.Broadcast, transport.PriorityOwn, clone(raw), envelope.KindAnonReply, true)
 	}
 	return nil
+}
+
+// Counter returns the send counter an own message was sealed with (the
+// nonce, which with the two addresses identifies it on the wire), once it
+// has been sealed.
+func (r *Router) Counter(id MsgID) (uint32, bool) {
+	for _, m := range r.outbox {
+		if m.rec.ID == id {
+			return m.rec.Counter, m.rec.Counter != 0
+		}
+	}
+	return 0, false
 }

@@ -30,6 +30,9 @@ func (r *Router) Receive(now time.Time, id LinkID, data []byte, m transport.Meta
 	}
 	r.hear(now, l, m)
 	k := r.sip.envelopeKey(data)
+	if len(r.waits) > 0 {
+		r.hopConfirm(l, m.From, k, &e)
+	}
 	switch e.Kind {
 	case envelope.KindAnnounce:
 		r.onAnnounce(now, l, data, &e, m, k)
@@ -56,11 +59,14 @@ func (r *Router) Overhear(now time.Time, id LinkID, data []byte, m transport.Met
 	if l == nil {
 		return
 	}
-	if _, err := envelope.Parse(data); err != nil {
+	e, err := envelope.Parse(data)
+	if err != nil {
 		return
 	}
+	r.stats.Overheard++
 	r.hear(now, l, m)
 	k := r.sip.envelopeKey(data)
+	r.hopConfirm(l, m.From, k, &e)
 	if _, ok := r.dedup.get(k); ok {
 		r.heardRelay(l, k)
 	}
@@ -107,6 +113,7 @@ func (r *Router) onUnicast(now time.Time, l *link, raw []byte, e *envelope.Envel
 		}
 	}
 	if recent {
+		r.trace("unicast duplicate", "kind", e.Kind, "from", []byte(m.From), "dst", e.Dst)
 		r.drop(DropDuplicate)
 		return
 	}
@@ -143,7 +150,7 @@ func (r *Router) forwardUnicast(now time.Time, from *link, m transport.Meta, raw
 		}
 		rt := p.best(now)
 		if rt != nil && from != nil && rt.link == from && rt.nb == m.From {
-			rt = p.alternative(now, from, m.From)
+			rt = r.alternative(now, p, from, m.From)
 		}
 		if rt == nil {
 			continue
@@ -154,7 +161,12 @@ func (r *Router) forwardUnicast(now time.Time, from *link, m transport.Meta, raw
 		}
 		data := clone(raw)
 		envelope.Relay(data)
-		r.emit(now, rt.link, rt.nb, transport.PriorityRelay, data, e.Kind, e.Kind == envelope.KindPathReply)
+		r.trace("forward", "kind", e.Kind, "dst", e.Dst, "to", []byte(rt.nb), "hops", rt.hops)
+		if e.Kind == envelope.KindPathReply {
+			r.emit(now, rt.link, rt.nb, transport.PriorityRelay, data, e.Kind, true)
+		} else {
+			r.sendHop(now, rt, data, e, transport.PriorityRelay)
+		}
 		p.lastUsed = now
 		used[n] = h
 		n++
@@ -166,6 +178,7 @@ func (r *Router) forwardUnicast(now time.Time, from *link, m transport.Meta, raw
 		r.stats.Relayed++
 		return
 	}
+	r.trace("no route", "kind", e.Kind, "dst", e.Dst, "cands", len(r.lookup(e.Dst)))
 	if hold && holdable(e.Kind) {
 		r.hold(now, raw, e, k)
 		return

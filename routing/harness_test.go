@@ -60,6 +60,7 @@ type frameEv struct {
 	link routing.LinkID
 	data []byte
 	meta transport.Meta
+	over bool
 }
 
 // tnet is a tiny discrete-event network: radio neighbours share the link
@@ -222,7 +223,8 @@ func (n *tnet) transmit(from *tnode, f *routing.SendFrame) {
 	}
 	if f.Link == "radio" {
 		for _, to := range n.neighbours(from) {
-			if f.To != transport.Broadcast && to.hint() != f.To {
+			over := f.To != transport.Broadcast && to.hint() != f.To
+			if over && !n.radio.Overhears {
 				continue
 			}
 			e := n.edgeFor(from, to, true)
@@ -230,6 +232,7 @@ func (n *tnet) transmit(from *tnode, f *routing.SendFrame) {
 				continue
 			}
 			n.push(to, "radio", f.Data, transport.Meta{From: from.hint(), HasSignal: true, RSSI: -100, SNR: 6})
+			n.frames[len(n.frames)-1].over = over
 		}
 		return
 	}
@@ -289,7 +292,11 @@ func (n *tnet) run(d time.Duration) {
 			f := n.frames[fi]
 			n.frames = append(n.frames[:fi], n.frames[fi+1:]...)
 			if f.to.up {
-				f.to.r.Receive(n.now(), f.link, f.data, f.meta)
+				if f.over {
+					f.to.r.Overhear(n.now(), f.link, f.data, f.meta)
+				} else {
+					f.to.r.Receive(n.now(), f.link, f.data, f.meta)
+				}
 				n.collect(f.to)
 			}
 		} else {

@@ -28,6 +28,10 @@ type link struct {
 
 	nextAnnounce time.Time
 	neighbours   map[transport.Addr]*neighbour
+	// snrFloor is the weakest SNR of any frame decoded on the link: about
+	// the demodulator's limit.
+	snrFloor float32
+	hasFloor bool
 }
 
 type queuedFrame struct {
@@ -39,6 +43,7 @@ type queuedFrame struct {
 type neighbour struct {
 	snr       float32 // smoothed
 	hasSNR    bool
+	fail      float32 // smoothed hop-ack failure rate
 	lastHeard time.Time
 }
 
@@ -134,7 +139,7 @@ func (r *Router) removeLink(l *link) {
 		}
 	}
 	for _, p := range r.peers {
-		p.dropLink(l)
+		r.dropLink(p, l)
 	}
 	keep := r.relays[:0]
 	for _, pr := range r.relays {
@@ -173,6 +178,9 @@ func (r *Router) hear(now time.Time, l *link, m transport.Meta) *neighbour {
 		l.neighbours[m.From] = nb
 	}
 	nb.lastHeard = now
+	if m.HasSignal && (!l.hasFloor || m.SNR < l.snrFloor) {
+		l.snrFloor, l.hasFloor = m.SNR, true
+	}
 	if m.HasSignal {
 		if !nb.hasSNR {
 			nb.snr, nb.hasSNR = m.SNR, true

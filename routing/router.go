@@ -12,6 +12,7 @@ package routing
 
 import (
 	"bytes"
+	"context"
 	"crypto/rand"
 	"encoding/binary"
 	"fmt"
@@ -56,6 +57,8 @@ type Router struct {
 	held      []*heldMsg
 	heldBytes int
 
+	waits []*hopWait
+
 	annSeq  uint32
 	annRaw  []byte
 	annAt   time.Time
@@ -70,6 +73,7 @@ type Router struct {
 	verifyAt     time.Time
 
 	actions []Action
+	debug   bool // the logger wants debug records
 	wake    time.Time
 	now     time.Time
 	stats   Stats
@@ -153,6 +157,7 @@ func New(o Options, now time.Time) (*Router, error) {
 	if r.log == nil {
 		r.log = slog.New(slog.DiscardHandler)
 	}
+	r.debug = r.log.Enabled(context.Background(), slog.LevelDebug)
 	var seed [32]byte
 	if _, err := io.ReadFull(r.entropy, seed[:]); err != nil {
 		return nil, fmt.Errorf("routing: reading entropy: %w", err)
@@ -353,6 +358,9 @@ func (r *Router) recomputeWake() {
 		r.schedule(h.rec.Expires)
 		r.schedule(h.retry)
 	}
+	for _, w := range r.waits {
+		r.schedule(w.deadline)
+	}
 	if r.wake.Before(r.now) && !r.wake.IsZero() {
 		r.wake = r.now
 	}
@@ -388,6 +396,7 @@ func (r *Router) Tick(now time.Time) {
 			r.drainQueue(now, l)
 		}
 	}
+	r.tickHops(now)
 	r.tickOutbox(now)
 	r.tickHeld(now)
 	r.gc(now)
@@ -425,4 +434,11 @@ func (r *Router) logOnce(msg string, args ...any) {
 	}
 	r.logAt = r.now
 	r.log.Warn(msg, args...)
+}
+
+// trace logs a debug record when debug logging is on.
+func (r *Router) trace(msg string, args ...any) {
+	if r.debug {
+		r.log.Debug(msg, args...)
+	}
 }

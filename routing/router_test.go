@@ -265,3 +265,50 @@ func TestSendErrors(t *testing.T) {
 	}
 	_ = transport.Broadcast
 }
+
+func TestHopAcks(t *testing.T) {
+	n := newNet(t, 4)
+	n.radio.Overhears = true
+	var nodes []*tnode
+	for i := 0; i < 5; i++ {
+		nodes = append(nodes, n.add(fmt.Sprint("h", i), nil))
+		if i > 0 {
+			n.connect(nodes[i-1], nodes[i], true)
+		}
+	}
+	n.start()
+	n.run(10 * time.Minute)
+	a, z := nodes[0], nodes[4]
+	for i := 0; i < 10; i++ {
+		if _, err := a.r.Send(n.now(), routing.ToKey(z.id.PublicKey()), 0, []byte(fmt.Sprint("m", i))); err != nil {
+			t.Fatal(err)
+		}
+		n.collect(a)
+		n.run(time.Minute)
+	}
+	var hopRetries uint64
+	for _, nd := range nodes {
+		hopRetries += nd.r.Stats().HopRetries
+	}
+	if len(z.delivered) != 10 || hopRetries != 0 {
+		t.Fatalf("delivered %d, hop retries %d on a lossless line", len(z.delivered), hopRetries)
+	}
+	// 30% loss between h2 and h3: hop retries, not end-to-end ones, fix it.
+	n.edgeFor(nodes[2], nodes[3], true).loss = 0.3
+	for i := 0; i < 20; i++ {
+		if _, err := a.r.Send(n.now(), routing.ToKey(z.id.PublicKey()), 0, []byte(fmt.Sprint("l", i))); err != nil {
+			t.Fatal(err)
+		}
+		n.collect(a)
+		n.run(time.Minute)
+	}
+	n.run(10 * time.Minute)
+	if len(z.delivered) != 30 {
+		t.Fatalf("delivered %d", len(z.delivered))
+	}
+	s := a.r.Stats()
+	t.Logf("e2e retries %d, hop retries at h2 %d", s.Retries, nodes[2].r.Stats().HopRetries)
+	if nodes[2].r.Stats().HopRetries == 0 {
+		t.Fatal("no hop retries over a lossy hop")
+	}
+}

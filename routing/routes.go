@@ -38,7 +38,6 @@ type route struct {
 	link    *link
 	nb      transport.Addr
 	hops    uint8  // hops after the neighbour
-	metric  uint32 // cost of the whole path, lower is better
 	seq     uint32 // announce sequence that taught it
 	expires time.Time
 }
@@ -75,21 +74,22 @@ func (p *peer) best(now time.Time) *route {
 }
 
 // alternative returns a valid route whose next hop is not (l, nb).
-func (p *peer) alternative(now time.Time, l *link, nb transport.Addr) *route {
+func (r *Router) alternative(now time.Time, p *peer, l *link, nb transport.Addr) *route {
 	var best *route
+	var bm uint32
 	for i := range p.routes {
 		rt := &p.routes[i]
 		if !rt.valid(now) || (rt.link == l && rt.nb == nb) {
 			continue
 		}
-		if best == nil || rt.metric < best.metric {
-			best = rt
+		if m := r.metric(rt); best == nil || m < bm {
+			best, bm = rt, m
 		}
 	}
 	return best
 }
 
-func (p *peer) dropLink(l *link) {
+func (r *Router) dropLink(p *peer, l *link) {
 	for i := range p.routes {
 		if p.routes[i].link == l {
 			p.routes[i] = route{}
@@ -97,21 +97,44 @@ func (p *peer) dropLink(l *link) {
 	}
 	if p.cur >= 0 && p.routes[p.cur].link == nil {
 		p.cur = -1
-		p.reselect(time.Time{}, true)
+		r.reselect(r.now, p, true)
 	}
 }
 
-// metric prices a path of hops hops after a neighbour heard on l with the
-// given signal. A LoRa hop costs its link's Cost (the transport says how
-// much more than a wired hop), a weak neighbour costs up to twice that.
-func (r *Router) metric(l *link, nb *neighbour, hops uint8) uint32 {
-	c := l.cost * 4
-	m := c * (1 + uint32(hops))
-	if nb != nil && nb.hasSNR && nb.snr < 5 {
-		// Every dB below a 5 dB margin adds a tenth of a hop, up to a hop.
-		m += min(c, c*uint32(5-nb.snr)/10)
+// metric prices a route: every hop costs its link's Cost (a LoRa hop far
+// more than a wired one; hops after the neighbour are priced like the
+// first), and the first hop costs more when the neighbour is weak or loses
+// frames: up to three hops' worth extra (an expected-transmission count
+// estimated from the signal margin and from missing hop acknowledgements).
+func (r *Router) metric(rt *route) uint32 {
+	l := rt.link
+	c := l.cost * 8
+	m := c * (1 + uint32(rt.hops))
+	if !l.info.Broadcast {
+		return m
 	}
-	return m
+	nb := l.neighbours[rt.nb]
+	if nb == nil {
+		return m + c
+	}
+	return m + uint32(float32(c)*nb.penalty(l))
+}
+
+// penalty is the extra cost of a hop to this neighbour, in hops (0..3).
+func (nb *neighbour) penalty(l *link) float32 {
+	var q float32
+	if nb.hasSNR && l.hasFloor {
+		// A frame this close to the weakest ever decoded is often lost:
+		// below 4 dB of margin every dB costs a quarter of a hop.
+		if margin := nb.snr - l.snrFloor; margin < 4 {
+			q += (4 - margin) / 4
+		}
+	}
+	// Expected transmissions from the hop-ack failure rate.
+	if nb.fail > 0 {
+		q += min(3, 1/(1-min(nb.fail, 0.75))-1)
+	}
+	return min(q, 3)
 }
 
 // considerRoute offers a route to p via neighbour nb on l with hops hops
@@ -128,11 +151,8 @@ func (r *Router) considerRoute(now time.Time, p *peer, l *link, nb transport.Add
 	if !hasSeq {
 		seq = p.seq
 	}
-	var nbInfo *neighbour
-	if l.info.Broadcast {
-		nbInfo = l.neighbours[nb]
-	}
-	metric := r.metric(l, nbInfo, hops)
+	cand := route{link: l, nb: nb, hops: hops, seq: seq}
+	metric := r.metric(&cand)
 	life := r.o.RouteLifetime
 	slot := -1
 	for i := range p.routes {
@@ -150,42 +170,43 @@ func (r *Router) considerRoute(now time.Time, p *peer, l *link, nb transport.Add
 				slot = i
 				break
 			}
-			if worst < 0 || routeWorse(rt, &p.routes[worst]) {
+			if worst < 0 || r.routeWorse(rt, &p.routes[worst]) {
 				worst = i
 			}
 		}
 		if slot < 0 {
 			w := &p.routes[worst]
-			if seqOlder(seq, w.seq) || (seq == w.seq && metric >= w.metric) || int8(worst) == p.cur {
+			if seqOlder(seq, w.seq) || (seq == w.seq && metric >= r.metric(w)) || int8(worst) == p.cur {
 				return
 			}
 			slot = worst
 		}
-	} else if old := &p.routes[slot]; !hasSeq && old.valid(now) && old.metric < metric {
+	} else if old := &p.routes[slot]; !hasSeq && old.valid(now) && old.hops < hops {
 		// Traffic refreshes a route without making it look worse.
 		old.expires = now.Add(life)
 		return
 	}
 	had := p.best(now) != nil
-	p.routes[slot] = route{link: l, nb: nb, hops: hops, metric: metric, seq: seq, expires: now.Add(life)}
-	p.reselect(now, false)
+	cand.expires = now.Add(life)
+	p.routes[slot] = cand
+	r.reselect(now, p, false)
 	if !had && p.best(now) != nil {
 		r.routeAppeared(now, p)
 	}
 }
 
-func routeWorse(a, b *route) bool {
+func (r *Router) routeWorse(a, b *route) bool {
 	if a.seq != b.seq {
 		return seqOlder(a.seq, b.seq)
 	}
-	return a.metric > b.metric
+	return r.metric(a) > r.metric(b)
 }
 
 // seqOlder reports whether a is older than b (serial number arithmetic).
 func seqOlder(a, b uint32) bool { return a != b && int32(a-b) < 0 }
 
 // reselect picks the route to use.
-func (p *peer) reselect(now time.Time, force bool) {
+func (r *Router) reselect(now time.Time, p *peer, force bool) {
 	var newest uint32
 	first := true
 	for i := range p.routes {
@@ -195,13 +216,14 @@ func (p *peer) reselect(now time.Time, force bool) {
 		}
 	}
 	bestI := -1
+	var bestM uint32
 	for i := range p.routes {
 		rt := &p.routes[i]
 		if !rt.valid(now) || rt.seq != newest {
 			continue
 		}
-		if bestI < 0 || rt.metric < p.routes[bestI].metric {
-			bestI = i
+		if m := r.metric(rt); bestI < 0 || m < bestM {
+			bestI, bestM = i, m
 		}
 	}
 	if bestI < 0 {
@@ -216,8 +238,9 @@ func (p *peer) reselect(now time.Time, force bool) {
 			if now.Sub(p.changed) > 10*time.Minute {
 				p.changes = 0
 			}
-			margin := cur.metric / 8 * uint32(1+p.changes)
-			if p.routes[bestI].metric+margin >= cur.metric {
+			cm := r.metric(cur)
+			margin := cm / 8 * uint32(1+p.changes)
+			if bestM+margin >= cm {
 				return
 			}
 		}

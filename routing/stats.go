@@ -68,9 +68,14 @@ type Stats struct {
 	// Acked counts own messages acknowledged end to end; Expired those that
 	// gave up; Retries the retransmissions of own messages.
 	Acked, Expired, Retries uint64
+	// HopRetries counts frames sent again to a neighbour (or another) when
+	// no passive hop acknowledgement was heard.
+	HopRetries uint64
 	// PathRequests counts path requests originated; PathReplies those
 	// answered.
 	PathRequests, PathReplies uint64
+	// Overheard counts frames heard that were addressed to others.
+	Overheard uint64
 	// Verifications counts signature checks performed.
 	Verifications uint64
 
