@@ -1,0 +1,196 @@
+// Command meshsim runs a meshsim scenario (sim/scenarios/*.json) with meshd's
+// router and the managed-flooding baseline, side by side, and prints the
+// metrics: a table, or one JSON object with -json. docs/meshsim.md explains
+// the models and every metric.
+//
+//	go run ./cmd/meshsim -scenario sim/scenarios/lora-100.json -json
+package main
+
+import (
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"runtime/pprof"
+	"sort"
+	"strings"
+	"sync"
+
+	"github.com/openmeshd/meshd/sim"
+)
+
+// errUsage marks errors that should be followed by usage text.
+var errUsage = errors.New("usage")
+
+// errBounds means a run finished but broke its scenario's expect bounds.
+var errBounds = errors.New("bounds violated")
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+func run(args []string, stdout, stderr io.Writer) int {
+	err := mainErr(args, stdout, stderr)
+	switch {
+	case err == nil:
+		return 0
+	case errors.Is(err, errUsage):
+		fmt.Fprintln(stderr, "meshsim:", err)
+		return 2
+	case errors.Is(err, errBounds):
+		return 3
+	}
+	fmt.Fprintln(stderr, "meshsim:", err)
+	return 1
+}
+
+func mainErr(args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("meshsim", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	scenario := fs.String("scenario", "", "scenario file (sim/scenarios/*.json)")
+	asJSON := fs.Bool("json", false, "print one JSON object instead of a table")
+	seed := fs.Uint64("seed", 0, "override the scenario's seed (0: keep it)")
+	protocol := fs.String("protocol", "both", "router, flood, or both (router with the flood baseline beside it)")
+	duration := fs.Duration("duration", 0, "override the scenario's traffic window (e.g. 30m)")
+	cpuprofile := fs.String("cpuprofile", "", "write a CPU profile to this file")
+	memprofile := fs.String("memprofile", "", "write a heap profile to this file at the end")
+	tracePath := fs.String("trace", "", "write a line per status event and delivery to this file (one protocol only)")
+	parallel := fs.Bool("parallel", true, "run the two protocols concurrently (heap_bytes_per_node is exact only without)")
+	topo := fs.Bool("topology", false, "only lay the scenario out and print its radio graph (degree, diameter)")
+	check := fs.Bool("check", false, "exit with status 3 when a result breaks the scenario's expect bounds")
+	fs.Usage = func() {
+		fmt.Fprintf(stderr, "usage: meshsim -scenario FILE [-json] [-seed N] [-protocol router|flood|both] [-duration D]\n")
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return nil
+		}
+		return fmt.Errorf("%w: %v", errUsage, err)
+	}
+	if *scenario == "" || fs.NArg() > 0 {
+		fs.Usage()
+		return fmt.Errorf("%w: -scenario FILE is required", errUsage)
+	}
+	sc, err := sim.LoadScenario(*scenario)
+	if err != nil {
+		return err
+	}
+	if *topo {
+		s := sc.Seed
+		if *seed != 0 {
+			s = *seed
+		}
+		info, err := sim.DescribeTopology(sc, s)
+		if err != nil {
+			return err
+		}
+		enc := json.NewEncoder(stdout)
+		return enc.Encode(info)
+	}
+	protos := sim.Protocols()
+	var names []string
+	switch *protocol {
+	case "both":
+		if _, ok := protos["router"]; ok {
+			names = []string{"router", "flood"}
+		} else {
+			fmt.Fprintln(stderr, "meshsim: the router is not wired into this build; running the flood baseline only")
+			names = []string{"flood"}
+		}
+	default:
+		if _, ok := protos[*protocol]; !ok {
+			known := make([]string, 0, len(protos))
+			for k := range protos {
+				known = append(known, k)
+			}
+			sort.Strings(known)
+			return fmt.Errorf("%w: unknown protocol %q (have %s)", errUsage, *protocol, strings.Join(known, ", "))
+		}
+		names = []string{*protocol}
+	}
+	opt := sim.RunOptions{Seed: *seed, HasSeed: *seed != 0, Duration: *duration}
+	if *tracePath != "" {
+		if len(names) > 1 {
+			return fmt.Errorf("%w: -trace needs one -protocol", errUsage)
+		}
+		f, err := os.Create(*tracePath)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		opt.Trace = f
+	}
+	if *cpuprofile != "" {
+		f, err := os.Create(*cpuprofile)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return err
+		}
+		defer pprof.StopCPUProfile()
+	}
+
+	results := make([]*sim.Result, len(names))
+	errs := make([]error, len(names))
+	var wg sync.WaitGroup
+	for i, name := range names {
+		runOne := func() {
+			results[i], errs[i] = sim.Run(sc, name, protos[name], opt)
+		}
+		if *parallel && len(names) > 1 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				runOne()
+			}()
+		} else {
+			runOne()
+		}
+	}
+	wg.Wait()
+	for i, err := range errs {
+		if err != nil {
+			return fmt.Errorf("%s: %w", names[i], err)
+		}
+	}
+	if *memprofile != "" {
+		f, err := os.Create(*memprofile)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		if err := pprof.WriteHeapProfile(f); err != nil {
+			return err
+		}
+	}
+
+	top := results[0]
+	if len(results) > 1 {
+		top.Baseline = results[1]
+	}
+	if *asJSON {
+		enc := json.NewEncoder(stdout)
+		enc.SetIndent("", "  ")
+		if err := enc.Encode(top); err != nil {
+			return err
+		}
+	} else if err := sim.WriteTable(stdout, results...); err != nil {
+		return err
+	}
+	var broken []string
+	for _, r := range results {
+		broken = append(broken, sc.Check(r)...)
+	}
+	for _, b := range broken {
+		fmt.Fprintln(stderr, "meshsim: expect:", b)
+	}
+	if *check && len(broken) > 0 {
+		return errBounds
+	}
+	return nil
+}
