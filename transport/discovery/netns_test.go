@@ -1,0 +1,318 @@
+package discovery
+
+import (
+	"bufio"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/exec"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/openmeshd/meshd/envelope"
+	"github.com/openmeshd/meshd/transport"
+	"github.com/openmeshd/meshd/transport/tcp"
+)
+
+// The integration test builds three network namespaces joined by veth
+// pairs to a bridge in a fourth, runs one meshd node (this test binary,
+// re-executed as TestNetnsNode) in each, and watches them discover each
+// other by mDNS, link up, exchange frames, lose a link when it is cut and
+// get it back when it is restored.
+
+const (
+	nodeEnv  = "MESHD_NETNS_NODE"
+	nodePort = 4242
+)
+
+type nodeConfig struct {
+	Index  int    `json:"index"`
+	Static string `json:"static,omitempty"` // a static peer endpoint
+	V6Only bool   `json:"v6only,omitempty"` // discovery over IPv6 only
+}
+
+// nodeEvent is one line a node prints on stdout.
+type nodeEvent struct {
+	Ev     string `json:"ev"` // self, up, down, recv
+	Addr   string `json:"addr,omitempty"`
+	Peer   string `json:"peer,omitempty"`
+	Link   string `json:"link,omitempty"`
+	Remote string `json:"remote,omitempty"`
+	Data   string `json:"data,omitempty"`
+	Err    string `json:"err,omitempty"`
+}
+
+func TestNetns(t *testing.T) {
+	if os.Getenv(nodeEnv) != "" {
+		t.Skip("running as a node")
+	}
+	if os.Geteuid() != 0 {
+		t.Skip("needs root to create network namespaces (CI runs it as root)")
+	}
+	if _, err := exec.LookPath("ip"); err != nil {
+		t.Skip("needs iproute2's ip command")
+	}
+	start := time.Now()
+	var sfx [3]byte
+	rand.Read(sfx[:])
+	tag := "mshd-" + hex.EncodeToString(sfx[:])
+	subnet := fmt.Sprintf("198.18.%d", 1+int(sfx[0])%250)
+	br := tag + "-br"
+	ns := []string{tag + "-n0", tag + "-n1", tag + "-n2"}
+
+	ipcmd := func(args ...string) {
+		t.Helper()
+		if out, err := exec.Command("ip", args...).CombinedOutput(); err != nil {
+			t.Fatalf("ip %s: %v\n%s", strings.Join(args, " "), err, out)
+		}
+	}
+	// Cleanup first, so namespaces go even when setup fails half-way.
+	t.Cleanup(func() {
+		for _, n := range append([]string{br}, ns...) {
+			exec.Command("ip", "netns", "del", n).Run()
+		}
+	})
+	ipcmd("netns", "add", br)
+	ipcmd("-n", br, "link", "add", "br0", "type", "bridge")
+	ipcmd("-n", br, "link", "set", "br0", "up")
+	for i, n := range ns {
+		ipcmd("netns", "add", n)
+		for _, k := range []string{"net.ipv6.conf.all.accept_dad=0", "net.ipv6.conf.default.accept_dad=0"} {
+			ipcmd("netns", "exec", n, "sysctl", "-qw", k)
+		}
+		port := fmt.Sprintf("p%d", i)
+		ipcmd("-n", n, "link", "add", "eth0", "type", "veth", "peer", "name", port, "netns", br)
+		ipcmd("-n", br, "link", "set", port, "master", "br0")
+		ipcmd("-n", br, "link", "set", port, "up")
+		ipcmd("-n", n, "link", "set", "lo", "up")
+		ipcmd("-n", n, "addr", "add", fmt.Sprintf("%s.%d/24", subnet, i+1), "dev", "eth0")
+		ipcmd("-n", n, "link", "set", "eth0", "up")
+		// The mdns library's query client joins the group on the default
+		// multicast interface: give it one, as a router's default route would.
+		ipcmd("-n", n, "route", "add", "224.0.0.0/4", "dev", "eth0")
+	}
+
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	events := make(chan struct {
+		node int
+		ev   nodeEvent
+	}, 1024)
+	var wg sync.WaitGroup
+	t.Cleanup(wg.Wait)
+	t.Cleanup(cancel)
+	configs := []nodeConfig{
+		{Index: 0, Static: fmt.Sprintf("%s.2:%d", subnet, nodePort)}, // node 1, static and discovered
+		{Index: 1},
+		{Index: 2, V6Only: true},
+	}
+	for i, n := range ns {
+		cfg, _ := json.Marshal(configs[i])
+		cmd := exec.CommandContext(ctx, "ip", "netns", "exec", n, exe, "-test.run=^TestNetnsNode$", "-test.v")
+		cmd.Env = append(os.Environ(), nodeEnv+"="+string(cfg))
+		stdout, err := cmd.StdoutPipe()
+		if err != nil {
+			t.Fatal(err)
+		}
+		var stderr strings.Builder
+		cmd.Stderr = &stderr
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			sc := bufio.NewScanner(stdout)
+			for sc.Scan() {
+				var ev nodeEvent
+				line := sc.Text()
+				if !strings.HasPrefix(line, "{") || json.Unmarshal([]byte(line), &ev) != nil {
+					continue
+				}
+				select {
+				case events <- struct {
+					node int
+					ev   nodeEvent
+				}{i, ev}:
+				case <-ctx.Done():
+				}
+			}
+			cmd.Wait()
+			if t.Failed() {
+				t.Logf("node %d stderr:\n%s", i, stderr.String())
+			}
+		}()
+	}
+
+	// State: each node's address, its links by peer address, hellos heard.
+	self := make([]string, len(ns))
+	links := make([]map[string]map[string]string, len(ns)) // peer -> link ID -> remote
+	hellos := make([]map[string]int, len(ns))
+	for i := range ns {
+		links[i], hellos[i] = map[string]map[string]string{}, map[string]int{}
+	}
+	apply := func(d time.Duration, what string, done func() bool) {
+		t.Helper()
+		deadline := time.After(d)
+		for !done() {
+			select {
+			case e := <-events:
+				switch e.ev.Ev {
+				case "self":
+					self[e.node] = e.ev.Addr
+				case "up":
+					if links[e.node][e.ev.Peer] == nil {
+						links[e.node][e.ev.Peer] = map[string]string{}
+					}
+					links[e.node][e.ev.Peer][e.ev.Link] = e.ev.Remote
+				case "down":
+					delete(links[e.node][e.ev.Peer], e.ev.Link)
+					if len(links[e.node][e.ev.Peer]) == 0 {
+						delete(links[e.node], e.ev.Peer)
+					}
+					t.Logf("node %d: link to %s down: %s", e.node, e.ev.Peer[:8], e.ev.Err)
+				case "recv":
+					hellos[e.node][e.ev.Peer]++
+				}
+			case <-deadline:
+				t.Fatalf("%s: not reached within %v; links %v; frames heard %v", what, d, links, hellos)
+			}
+		}
+		t.Logf("%s after %v", what, time.Since(start).Round(time.Millisecond))
+	}
+	linked := func(i, j int) bool { _, ok := links[i][self[j]]; return ok && self[j] != "" }
+	full := func() bool {
+		for i := range ns {
+			for j := range ns {
+				if i != j && (!linked(i, j) || hellos[i][self[j]] == 0) {
+					return false
+				}
+			}
+		}
+		return true
+	}
+	apply(30*time.Second, "all three nodes discovered each other, linked and exchanged frames", full)
+	remote := func(i, j int) string {
+		var rs []string
+		for _, r := range links[i][self[j]] {
+			rs = append(rs, r)
+		}
+		return strings.Join(rs, ",")
+	}
+	for i := range ns {
+		for j := range ns {
+			if i != j {
+				t.Logf("node %d → node %d over %s", i, j, remote(i, j))
+			}
+		}
+	}
+	for j := 0; j < 2; j++ {
+		if r := remote(j, 2); !strings.Contains(r, "[fe80::") {
+			t.Errorf("node %d reaches the IPv6-only node 2 over %q, want a link-local IPv6 address", j, r)
+		}
+	}
+
+	// Cut node 2's cable: dead-peer detection takes its links down.
+	ipcmd("-n", br, "link", "set", "p2", "down")
+	apply(15*time.Second, "node 2's links went down after the cut", func() bool {
+		return !linked(0, 2) && !linked(1, 2) && !linked(2, 0) && !linked(2, 1)
+	})
+	if !linked(0, 1) || !linked(1, 0) {
+		t.Fatal("the link between nodes 0 and 1 went down too")
+	}
+	// Forget the frames exchanged with node 2, to see them again.
+	delete(hellos[0], self[2])
+	delete(hellos[1], self[2])
+	clear(hellos[2])
+	// Restore it: discovery (and redials) bring the links back.
+	ipcmd("-n", br, "link", "set", "p2", "up")
+	apply(30*time.Second, "node 2's links recovered after the cable came back", full)
+	if el := time.Since(start); el > 60*time.Second {
+		t.Errorf("took %v, budget 60 s", el)
+	}
+}
+
+// TestNetnsNode is one node of TestNetns, run inside a namespace.
+func TestNetnsNode(t *testing.T) {
+	raw := os.Getenv(nodeEnv)
+	if raw == "" {
+		t.Skip("only run by TestNetns inside a network namespace")
+	}
+	var cfg nodeConfig
+	if err := json.Unmarshal([]byte(raw), &cfg); err != nil {
+		t.Fatal(err)
+	}
+	id, err := envelope.GenerateIdentity(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	emit := func(ev nodeEvent) {
+		b, _ := json.Marshal(ev)
+		mu.Lock()
+		fmt.Println(string(b))
+		mu.Unlock()
+	}
+	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	opts := tcp.Options{
+		Identity: id, ListenAddr: fmt.Sprintf(":%d", nodePort), Logger: logger,
+		KeepaliveInterval: 250 * time.Millisecond, DeadPeerTimeout: time.Second,
+		HandshakeTimeout: 2 * time.Second, DialTimeout: 2 * time.Second,
+		RedialMin: 200 * time.Millisecond, RedialMax: time.Second,
+	}
+	if cfg.Static != "" {
+		opts.Peers = []tcp.Peer{{Endpoint: cfg.Static}}
+		opts.Pins = &tcp.MemoryPins{}
+	}
+	tr, err := tcp.New(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	disc, err := New(Options{
+		Self: id.Address(), Port: nodePort, Dialer: tr, Logger: logger,
+		BrowseInterval: 700 * time.Millisecond, QueryTimeout: 300 * time.Millisecond,
+		DialTimeout: 2 * time.Second, DisableIPv4: cfg.V6Only,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Runs until the parent kills the process.
+	ctx := context.Background()
+	emit(nodeEvent{Ev: "self", Addr: id.Address().String()})
+	h := &nodeHandler{self: id.Address().String(), emit: emit}
+	go disc.Run(ctx)
+	tr.Run(ctx, h)
+}
+
+type nodeHandler struct {
+	self string
+	emit func(nodeEvent)
+}
+
+func (h *nodeHandler) LinkUp(l transport.Link) {
+	peer := l.Info().Peer.Address().String()
+	h.emit(nodeEvent{Ev: "up", Peer: peer, Link: l.Info().ID, Remote: l.(*tcp.Link).Remote()})
+	go l.Send(context.Background(), transport.Frame{Data: []byte("hello from " + h.self)})
+}
+
+func (h *nodeHandler) Receive(l transport.Link, data []byte, m transport.Meta) {
+	h.emit(nodeEvent{Ev: "recv", Peer: l.Info().Peer.Address().String(), Data: string(data)})
+}
+
+func (h *nodeHandler) LinkDown(l transport.Link, err error) {
+	ev := nodeEvent{Ev: "down", Peer: l.Info().Peer.Address().String(), Link: l.Info().ID}
+	if err != nil {
+		ev.Err = err.Error()
+	}
+	h.emit(ev)
+}
