@@ -1,0 +1,412 @@
+package fapp
+
+import (
+	"bytes"
+	"cmp"
+	"context"
+	"encoding/binary"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/openmeshd/meshd/envelope"
+)
+
+// SearchID names one of this node's network searches.
+type SearchID uint64
+
+// search is an own network search collecting answers.
+type search struct {
+	id      SearchID
+	token   envelope.Token
+	key     *envelope.ReplyKey
+	filter  Filter // the full local filter: answers are filtered again with it
+	expires time.Time
+	results map[SlotRef]Result
+}
+
+// SearchDraft is a network search being prepared: its query is built but
+// its proof of work not yet found. Solve may run on any goroutine; then
+// hand the draft to StartSearch.
+type SearchDraft struct {
+	filter Filter
+	q      Query
+	key    *envelope.ReplyKey
+	body   []byte
+	solved bool
+	bits   int
+}
+
+// PrepareSearch builds a network search for f. The query carries f with
+// its PLZ prefix capped to 3 digits, whole days and no language; the
+// one-time reply key and token are fresh and random.
+func (c *Core) PrepareSearch(now time.Time, f Filter) (*SearchDraft, error) {
+	if err := f.Validate(); err != nil {
+		return nil, err
+	}
+	t, ok := toTicks(now)
+	if !ok {
+		return nil, fmt.Errorf("%w: clock %s", ErrInvalid, now)
+	}
+	key, err := envelope.NewReplyKey(c.o.Entropy)
+	if err != nil {
+		return nil, err
+	}
+	d := &SearchDraft{filter: f, key: key, bits: c.o.QueryBits}
+	d.q = Query{ReplyKey: key.Public(), Time: fromTicks(t), Filter: networkFilter(f)}
+	if err := c.random(d.q.Token[:]); err != nil {
+		return nil, err
+	}
+	var start [8]byte
+	if err := c.random(start[:]); err != nil {
+		return nil, err
+	}
+	d.q.Nonce = binary.BigEndian.Uint64(start[:])
+	if d.body, err = appendQueryBody(nil, &d.q); err != nil {
+		key.Destroy()
+		return nil, err
+	}
+	return d, nil
+}
+
+// Solve finds the proof of work (about 2^QueryBits hashes; see
+// docs/fapp.md for what that costs on a router). It touches nothing but the
+// draft, so it may run outside the core's goroutine.
+func (d *SearchDraft) Solve(ctx context.Context) error {
+	if d.solved {
+		return nil
+	}
+	n, err := solve(ctx, queryPoWInput(d.q.Token, d.body), d.bits, d.q.Nonce)
+	if err != nil {
+		return err
+	}
+	d.q.Nonce = n
+	binary.BigEndian.PutUint64(d.body[len(d.body)-8:], n)
+	d.solved = true
+	return nil
+}
+
+// StartSearch sends a solved search: an Originate of the query envelope.
+// It returns the search's id and the local results (the cache), which the
+// answers extend through SearchUpdate actions until the search ends.
+func (c *Core) StartSearch(now time.Time, d *SearchDraft) (SearchID, []Result, error) {
+	start := c.begin()
+	defer c.end(start)
+	if d == nil || !d.solved {
+		return 0, nil, fmt.Errorf("%w: search draft not solved", ErrInvalid)
+	}
+	if len(c.searches) >= c.o.MaxSearches {
+		return 0, nil, fmt.Errorf("%w: %d searches running", ErrRateLimited, len(c.searches))
+	}
+	local, err := c.Search(now, d.filter)
+	if err != nil {
+		return 0, nil, err
+	}
+	j := c.jitter()
+	raw, err := buildQuery(&d.q, j, c.o.QueryTTL-min(j, c.o.QueryTTL-1))
+	if err != nil {
+		return 0, nil, err
+	}
+	c.nextID++
+	s := &search{id: c.nextID, token: d.q.Token, key: d.key, filter: d.filter,
+		expires: now.Add(c.o.SearchLifetime), results: make(map[SlotRef]Result)}
+	for _, r := range local {
+		s.results[r.Ref] = r
+	}
+	c.searches[s.token] = s
+	c.stats.NetworkSearches++
+	c.emit(&Originate{Kind: envelope.KindQuery, Raw: raw})
+	return s.id, local, nil
+}
+
+// SearchNetwork prepares, solves (on the calling goroutine) and starts a
+// network search. Convenient for tests and low difficulties; the daemon
+// should Solve outside its event loop.
+func (c *Core) SearchNetwork(ctx context.Context, now time.Time, f Filter) (SearchID, []Result, error) {
+	d, err := c.PrepareSearch(now, f)
+	if err != nil {
+		return 0, nil, err
+	}
+	if err := d.Solve(ctx); err != nil {
+		return 0, nil, err
+	}
+	return c.StartSearch(now, d)
+}
+
+// SearchResults returns everything a search found so far (local and
+// network, deduplicated, sorted) and whether it is still running. A search
+// that ended is forgotten: ok is false.
+func (c *Core) SearchResults(id SearchID) (results []Result, ok bool) {
+	for _, s := range c.searches {
+		if s.id == id {
+			for _, r := range s.results {
+				results = append(results, r)
+			}
+			sortResults(results)
+			return results, true
+		}
+	}
+	return nil, false
+}
+
+func sortResults(rs []Result) {
+	slices.SortFunc(rs, func(a, b Result) int {
+		if c := a.Slot.Start.Compare(b.Slot.Start); c != 0 {
+			return c
+		}
+		if c := bytes.Compare(a.Ref.Therapist[:], b.Ref.Therapist[:]); c != 0 {
+			return c
+		}
+		return int(a.Ref.Slot) - int(b.Ref.Slot)
+	})
+}
+
+func (c *Core) tickSearches(now time.Time) {
+	var done []*search
+	for _, s := range c.searches {
+		if !now.Before(s.expires) {
+			done = append(done, s)
+		}
+	}
+	slices.SortFunc(done, func(a, b *search) int { return cmp.Compare(a.id, b.id) })
+	for _, s := range done {
+		s.key.Destroy()
+		delete(c.searches, s.token)
+		c.emit(&SearchUpdate{ID: s.id, Done: true})
+	}
+}
+
+// onSearchReply handles an answer to an own search.
+func (c *Core) onSearchReply(now time.Time, s *search, e *envelope.Envelope) error {
+	payload, port, err := s.key.OpenReply(e)
+	if err != nil {
+		return c.reject(now, fmt.Errorf("%w: %w", ErrForged, err))
+	}
+	if port != Port {
+		return c.reject(now, fmt.Errorf("%w: reply on port %d", ErrWrongTopic, port))
+	}
+	raws, err := decodeResults(payload)
+	if err != nil {
+		return c.reject(now, err)
+	}
+	var fresh []Result
+	var firstErr error
+	for _, raw := range raws {
+		c.stats.ResultsReceived++
+		if _, err := c.ingest(now, raw, false); err != nil && !errorsIsDup(err) {
+			c.reject(now, err)
+			if firstErr == nil {
+				firstErr = err
+			}
+			continue
+		}
+		a, err := peekAnnounce(raw)
+		if err != nil {
+			continue
+		}
+		// Match against the cache's view of this therapist, so a page
+		// superseded meanwhile does not resurrect slots.
+		ref := SlotRef{Therapist: a.Therapist}
+		for i := range a.Slots {
+			ref.Slot = a.Slots[i].ID
+			ce, cs := c.cache.find(ref, now)
+			if ce == nil || !s.filter.matchProfile(&ce.ann.Profile) || !s.filter.matchSlot(cs, now) {
+				continue
+			}
+			if _, dup := s.results[ref]; dup {
+				continue
+			}
+			r := c.resultOf(ce, cs, now)
+			s.results[ref] = r
+			fresh = append(fresh, r)
+		}
+	}
+	if len(fresh) > 0 {
+		sortResults(fresh)
+		c.emit(&SearchUpdate{ID: s.id, New: fresh})
+	}
+	if len(fresh) == 0 && firstErr != nil {
+		return firstErr
+	}
+	return nil
+}
+
+func errorsIsDup(err error) bool { return Reason(err) == "duplicate" }
+
+// onQuery answers and judges a network search from a neighbour.
+func (c *Core) onQuery(now time.Time, from Neighbour, raw []byte) (Verdict, error) {
+	e, err := envelope.Parse(raw)
+	if err != nil {
+		return Drop, c.reject(now, fmt.Errorf("%w: %w", ErrMalformed, err))
+	}
+	if e.Kind != envelope.KindQuery || e.Topic != Topic {
+		return Drop, c.reject(now, fmt.Errorf("%w: %s topic %d", ErrWrongTopic, e.Kind, e.Topic))
+	}
+	if _, own := c.searches[e.Token]; own {
+		return Drop, nil
+	}
+	q, err := decodeQueryBody(e.Token, e.Body)
+	if err != nil {
+		return Drop, c.reject(now, err)
+	}
+	if q.Time.Before(now.Add(-c.o.QueryMaxAge)) {
+		return Drop, c.reject(now, fmt.Errorf("%w: query made %s", ErrExpired, q.Time.Format(time.RFC3339)))
+	}
+	if q.Time.After(now.Add(c.o.ClockSkew)) {
+		return Drop, c.reject(now, fmt.Errorf("%w: query made %s", ErrFuture, q.Time.Format(time.RFC3339)))
+	}
+	if got := stampBits(queryPoWInput(q.Token, e.Body), q.Nonce); got < c.o.QueryBits {
+		return Drop, c.reject(now, fmt.Errorf("%w: %d bits, need %d", ErrProofOfWork, got, c.o.QueryBits))
+	}
+	if c.seenQueries.has(q.Token, now) {
+		return Drop, c.reject(now, fmt.Errorf("%w: query token %x", ErrReplay, q.Token[:]))
+	}
+	if !c.queryLimit.allow(from, now) {
+		return Drop, c.reject(now, fmt.Errorf("%w: neighbour %q", ErrRateLimited, from))
+	}
+	c.seenQueries.add(q.Token, now.Add(c.o.QueryMaxAge+c.o.ClockSkew))
+	n := c.answer(now, &q)
+	if n >= q.Filter.Limit {
+		return Keep, nil
+	}
+	return Relay, nil
+}
+
+// answer replies to q from the cache and returns how many announces it
+// sent.
+func (c *Core) answer(now time.Time, q *Query) int {
+	type page struct {
+		e        *entry
+		first    time.Time
+		verified bool
+	}
+	var pages []page
+	idx := map[*entry]int{}
+	c.cache.matches(&q.Filter, now, func(e *entry, s *Slot) {
+		if i, ok := idx[e]; ok {
+			if s.Start.Before(pages[i].first) {
+				pages[i].first = s.Start
+			}
+			return
+		}
+		idx[e] = len(pages)
+		pages = append(pages, page{e: e, first: s.Start, verified: c.cache.verifiedOf(e, now)})
+	})
+	if len(pages) == 0 {
+		return 0
+	}
+	if !c.answerLimit.allow(struct{}{}, now) {
+		c.reject(now, fmt.Errorf("%w: answers", ErrRateLimited))
+		return 0
+	}
+	// Verified first, then the soonest slot, then admission order.
+	slices.SortStableFunc(pages, func(a, b page) int {
+		if a.verified != b.verified {
+			if a.verified {
+				return -1
+			}
+			return 1
+		}
+		if c := a.first.Compare(b.first); c != 0 {
+			return c
+		}
+		return cmp.Compare(a.e.order, b.e.order)
+	})
+	limit := min(q.Filter.Limit, c.o.RepliesPerQuery*MaxReplyRecords)
+	if len(pages) > limit {
+		pages = pages[:limit]
+	}
+	to := envelope.ReplyTo{Token: q.Token, Key: q.ReplyKey}
+	sent, replies := 0, 0
+	var batch [][]byte
+	size := 2
+	flush := func() {
+		if len(batch) == 0 {
+			return
+		}
+		payload, err := appendResults(nil, batch)
+		if err == nil {
+			var raw []byte
+			raw, err = envelope.SealAnonReply(c.o.Entropy, to, payload, Port, c.o.AnonTTL)
+			if err == nil {
+				c.emit(&SendReply{Token: q.Token, Raw: raw})
+				replies++
+				sent += len(batch)
+				c.stats.RepliesSent++
+				c.stats.RecordsSent += uint64(len(batch))
+			}
+		}
+		if err != nil {
+			c.log.Debug("fapp: cannot answer query", "err", err)
+		}
+		batch, size = nil, 2
+	}
+	for _, p := range pages {
+		rec, err := recordOf(p.e.raw)
+		if err != nil {
+			continue
+		}
+		if len(batch) == MaxReplyRecords || size+len(rec) > c.o.ReplyPayload {
+			flush()
+			if replies >= c.o.RepliesPerQuery {
+				break
+			}
+		}
+		batch = append(batch, rec)
+		size += len(rec)
+	}
+	if replies < c.o.RepliesPerQuery {
+		flush()
+	}
+	if sent > 0 {
+		c.stats.QueriesAnswered++
+	}
+	return sent
+}
+
+// OnAnonReply handles an anon-reply the router delivered for token: the
+// answers to an own search or reservation.
+func (c *Core) OnAnonReply(now time.Time, token envelope.Token, raw []byte) error {
+	start := c.begin()
+	defer c.end(start)
+	e, err := envelope.Parse(raw)
+	if err != nil {
+		return c.reject(now, fmt.Errorf("%w: %w", ErrMalformed, err))
+	}
+	if e.Kind != envelope.KindAnonReply {
+		return c.reject(now, fmt.Errorf("%w: %s", ErrWrongTopic, e.Kind))
+	}
+	if e.Token != token {
+		return c.reject(now, fmt.Errorf("%w: envelope token differs", ErrMalformed))
+	}
+	if s, ok := c.searches[token]; ok {
+		return c.onSearchReply(now, s, &e) // counts its own rejects
+	}
+	if id, ok := c.resByTok[token]; ok {
+		if r := c.res[id]; r != nil {
+			if err := c.onAnswer(now, r, &e); err != nil {
+				return c.reject(now, err)
+			}
+			return nil
+		}
+	}
+	return c.reject(now, fmt.Errorf("%w: %x", ErrUnknownToken, token[:]))
+}
+
+// peekAnnounce decodes an announce envelope without checking its signature
+// (for bytes already authenticated, or to be looked up in the cache).
+func peekAnnounce(raw []byte) (*Announce, error) {
+	e, err := envelope.Parse(raw)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrMalformed, err)
+	}
+	if e.Kind != envelope.KindFlood || e.Topic != Topic {
+		return nil, fmt.Errorf("%w: %s topic %d", ErrWrongTopic, e.Kind, e.Topic)
+	}
+	a, err := decodeBody(e.Body)
+	if err != nil {
+		return nil, err
+	}
+	a.Therapist, a.Seq = e.Key, e.Seq
+	return &a, nil
+}
