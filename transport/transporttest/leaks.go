@@ -20,25 +20,29 @@ func checkLeaks(t *testing.T) {
 	t.Helper()
 	before := goroutines()
 	t.Cleanup(func() {
-		deadline := time.Now().Add(leakGrace)
-		var leaked []string
-		for {
-			leaked = leaked[:0]
-			for id, stack := range goroutines() {
-				if _, ok := before[id]; ok || ignorable(stack) {
-					continue
-				}
-				leaked = append(leaked, stack)
-			}
-			if len(leaked) == 0 || time.Now().After(deadline) {
-				break
-			}
-			time.Sleep(20 * time.Millisecond)
-		}
-		if len(leaked) > 0 {
+		if leaked := leakedSince(before, leakGrace); len(leaked) > 0 {
 			t.Errorf("%d goroutine(s) leaked:\n\n%s", len(leaked), strings.Join(leaked, "\n\n"))
 		}
 	})
+}
+
+// leakedSince returns the stacks of goroutines that are not in before and
+// are still alive after waiting up to grace for them to end.
+func leakedSince(before map[uint64]string, grace time.Duration) []string {
+	deadline := time.Now().Add(grace)
+	for {
+		var leaked []string
+		for id, stack := range goroutines() {
+			if _, ok := before[id]; ok || ignorable(stack) {
+				continue
+			}
+			leaked = append(leaked, stack)
+		}
+		if len(leaked) == 0 || time.Now().After(deadline) {
+			return leaked
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 }
 
 // goroutines returns every goroutine's stack by goroutine ID.
