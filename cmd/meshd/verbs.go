@@ -108,20 +108,29 @@ func orDash(s string) string {
 }
 
 func cmdContacts(ctx context.Context, s stdio, args []string) error {
-	sub := "list"
+	// The subcommand may come before or after the flags.
+	sub, subFirst := "", false
 	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
-		sub, args = args[0], args[1:]
+		sub, args, subFirst = args[0], args[1:], true
 	}
-	fl := newFlags(s, "contacts "+sub)
+	fl := newFlags(s, "contacts")
 	var cf clientFlags
 	cf.register(fl)
 	asJSON := fl.Bool("json", false, "print JSON")
-	yes := false
-	if sub == "verify" {
-		fl.BoolVar(&yes, "yes", false, "mark verified: you compared the safety number with the other person")
-	}
+	yes := fl.Bool("yes", false, "verify: mark verified, you compared the safety number with the other person")
 	if err := parseFlags(fl, args); err != nil {
 		return err
+	}
+	rest := fl.Args()
+	if !subFirst && len(rest) > 0 {
+		sub, rest = rest[0], rest[1:]
+	}
+	// Flags may also follow the subcommand's arguments.
+	if err := parseFlags(fl, rest); err != nil {
+		return err
+	}
+	if sub == "" {
+		sub = "list"
 	}
 	c, err := newClient(cf)
 	if err != nil {
@@ -129,14 +138,21 @@ func cmdContacts(ctx context.Context, s stdio, args []string) error {
 	}
 	switch sub {
 	case "list":
-		return listVerb("contacts", "/v1/contacts", func(w io.Writer, items []node.ContactView) {
-			fmt.Fprintln(w, "NAME\tADDRESS\tVERIFIED\tREACHABLE\tCLAIMED NAME (UNVERIFIED)")
-			for _, c := range items {
-				fmt.Fprintf(w, "%s\t%s\t%v\t%v\t%s\n", c.Name, c.Address, c.Verified, c.Reachable, orDash(c.Claimed))
-			}
-		})(ctx, s, args)
+		var items []node.ContactView
+		if err := c.do(ctx, "GET", "/v1/contacts", nil, &items); err != nil {
+			return err
+		}
+		if *asJSON {
+			return printJSONLines(s.out, items)
+		}
+		tw := tabwriter.NewWriter(s.out, 2, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "NAME\tADDRESS\tVERIFIED\tREACHABLE\tCLAIMED NAME (UNVERIFIED)")
+		for _, c := range items {
+			fmt.Fprintf(tw, "%s\t%s\t%v\t%v\t%s\n", c.Name, c.Address, c.Verified, c.Reachable, orDash(c.Claimed))
+		}
+		return tw.Flush()
 	case "add":
-		if fl.NArg() != 2 {
+		if len(fl.Args()) != 2 {
 			return fmt.Errorf("%w: meshd contacts add NAME ADDRESS|KEY", errUsage)
 		}
 		var v node.ContactView
@@ -160,7 +176,7 @@ func cmdContacts(ctx context.Context, s stdio, args []string) error {
 		var v node.ContactView
 		path := "/v1/contacts/" + pathEscape(fl.Arg(0))
 		method := "GET"
-		if yes {
+		if *yes {
 			path, method = path+"/verify", "POST"
 		}
 		if err := c.do(ctx, method, path, nil, &v); err != nil {
