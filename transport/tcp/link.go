@@ -12,6 +12,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/openmeshd/meshd/envelope"
 	"github.com/openmeshd/meshd/transport"
 )
 
@@ -20,6 +21,7 @@ import (
 type Link struct {
 	t        *Transport
 	info     transport.Info
+	addr     envelope.Address // the peer's address, cached for Linked
 	conn     net.Conn
 	sess     *session
 	outbound bool

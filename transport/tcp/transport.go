@@ -566,7 +566,7 @@ func (t *Transport) register(conn net.Conn, sess *session, outbound bool) (*Link
 	}
 	id := fmt.Sprintf("tcp-%s-%d", t.instance, t.nextID.Add(1))
 	l := &Link{
-		t: t, conn: conn, sess: sess, outbound: outbound,
+		t: t, conn: conn, sess: sess, outbound: outbound, addr: sess.peer.Address(),
 		remote: conn.RemoteAddr().String(), up: time.Now(),
 		info: transport.Info{
 			ID: id, Kind: "tcp", MTU: MaxFrameSize, Bitrate: t.opts.Bitrate, Cost: 1,
@@ -636,8 +636,8 @@ func (t *Transport) Linked(a envelope.Address) bool {
 	if t.dialing[a] > 0 {
 		return true
 	}
-	for k := range t.links {
-		if k.Address() == a {
+	for _, l := range t.links {
+		if l.addr == a {
 			return true
 		}
 	}
@@ -677,8 +677,8 @@ func (t *Transport) dial(ctx context.Context, p Peer, static bool) (*Link, error
 			t.mu.Unlock()
 			return nil, ErrSelf
 		}
-		for k, l := range t.links {
-			if k.Address() == want {
+		for _, l := range t.links {
+			if l.addr == want {
 				t.mu.Unlock()
 				return l, nil
 			}
