@@ -128,6 +128,15 @@ func LoadConfig(path string, optional bool, lookup func(string) (string, bool)) 
 	return c, c.Validate()
 }
 
+// LoadConfigBytes decodes a config file's content onto the defaults.
+func LoadConfigBytes(b []byte) (Config, error) {
+	c := Defaults()
+	if err := config.Decode(b, &c); err != nil {
+		return c, fmt.Errorf("%w: %w", ErrConfig, err)
+	}
+	return c, c.Validate()
+}
+
 func readLimited(path string, max int64) ([]byte, error) {
 	f, err := os.Open(path)
 	if err != nil {
