@@ -13,6 +13,7 @@ const (
 	evScript                  // a scripted scenario event (arg: index)
 	evChurn                   // churn toggles a node (arg: node)
 	evReply                   // a scheduled reply message (ptr: *pendingReply)
+	evFunc                    // run a function (ptr: func()); tests use it
 )
 
 // event is one entry of the queue. Time is virtual nanoseconds since the

@@ -81,6 +81,10 @@ type Result struct {
 	ChannelUtilisationMax    float64            `json:"node_airtime_share_max"`
 	AckedRatio               float64            `json:"acked_ratio"`
 
+	// Traffic breaks delivery down by traffic source (scenario "traffic"
+	// entries, in order; replies count with the source that prompted them).
+	Traffic []TrafficResult `json:"traffic,omitempty"`
+
 	Radio struct {
 		FramesReceived      uint64  `json:"frames_received"`
 		LostCollision       uint64  `json:"lost_collision"`
@@ -134,6 +138,16 @@ type Result struct {
 // The ideal's frames: meshd's envelopes with 4-byte hints (envelope/wire.go:
 // a Data envelope adds 32 bytes to its payload - 4 header, 2x4 hints, 4
 // counter, 16 tag - and an Ack is 32 bytes), each in one unicast frame of
+// TrafficResult is the delivery of one traffic source.
+type TrafficResult struct {
+	Messages      int     `json:"messages"`
+	Delivered     int     `json:"delivered"`
+	DeliveryRatio float64 `json:"delivery_ratio"`
+	Duplicates    uint64  `json:"duplicates_delivered"`
+	LatencyP50    float64 `json:"latency_p50_s"`
+	LatencyP95    float64 `json:"latency_p95_s"`
+}
+
 // meshd's LoRa link layer (transport/lora/core: 14 bytes of framing); the
 // radio's own header is added by the airtime. The same yardstick serves
 // every protocol.
@@ -231,6 +245,26 @@ func (s *Sim) result() *Result {
 	var lat []float64
 	var air, ideal int64
 	var frames int64
+	r.Traffic = make([]TrafficResult, len(s.sc.Traffic))
+	specLat := make([][]float64, len(s.sc.Traffic))
+	for _, m := range s.msgs {
+		tr := &r.Traffic[m.spec]
+		tr.Messages++
+		tr.Duplicates += uint64(m.dups)
+		if m.delivered >= 0 {
+			tr.Delivered++
+			specLat[m.spec] = append(specLat[m.spec], float64(m.delivered-m.sent)/1e9)
+		}
+	}
+	for i := range r.Traffic {
+		tr := &r.Traffic[i]
+		if tr.Messages > 0 {
+			tr.DeliveryRatio = round6(float64(tr.Delivered) / float64(tr.Messages))
+		}
+		sort.Float64s(specLat[i])
+		tr.LatencyP50 = round6(quantile(specLat[i], 0.5))
+		tr.LatencyP95 = round6(quantile(specLat[i], 0.95))
+	}
 	for _, m := range s.msgs {
 		r.Messages++
 		r.DuplicatesDelivered += uint64(m.dups)
@@ -344,11 +378,13 @@ func (s *Sim) result() *Result {
 
 	r.Perf.SimulatedS = float64(s.end) / 1e9
 	r.Perf.Events = s.events
-	var ms runtime.MemStats
-	runtime.GC()
-	runtime.ReadMemStats(&ms)
-	if len(s.nodes) > 0 && ms.HeapAlloc > s.startMem {
-		r.Perf.HeapBytesPerNode = math.Round(float64(ms.HeapAlloc-s.startMem) / float64(len(s.nodes)))
+	if s.opt.MeasureMemory {
+		var ms runtime.MemStats
+		runtime.GC()
+		runtime.ReadMemStats(&ms)
+		if len(s.nodes) > 0 && ms.HeapAlloc > s.startMem {
+			r.Perf.HeapBytesPerNode = math.Round(float64(ms.HeapAlloc-s.startMem) / float64(len(s.nodes)))
+		}
 	}
 	r.LatencyP50, r.LatencyP95, r.LatencyMax = round6(r.LatencyP50), round6(r.LatencyP95), round6(r.LatencyMax)
 	r.DeliveryRatio, r.AckedRatio = round6(r.DeliveryRatio), round6(r.AckedRatio)
@@ -397,7 +433,7 @@ func (sc *Scenario) Check(r *Result) []string {
 
 // metricMap names the headline metrics for bounds and tables.
 func (r *Result) metricMap() map[string]float64 {
-	return map[string]float64{
+	m := map[string]float64{
 		"delivery_ratio":                r.DeliveryRatio,
 		"latency_p50_s":                 r.LatencyP50,
 		"latency_p95_s":                 r.LatencyP95,
@@ -413,6 +449,14 @@ func (r *Result) metricMap() map[string]float64 {
 		"misdelivered":                  float64(r.Events.Misdelivered),
 		"duty_cycle_audit_violations":   float64(r.Radio.DutyCycleAudit),
 	}
+	for i, t := range r.Traffic {
+		p := fmt.Sprintf("traffic%d.", i)
+		m[p+"messages"] = float64(t.Messages)
+		m[p+"delivery_ratio"] = t.DeliveryRatio
+		m[p+"duplicates_delivered"] = float64(t.Duplicates)
+		m[p+"latency_p95_s"] = t.LatencyP95
+	}
+	return m
 }
 
 // WriteTable prints results side by side.
@@ -447,6 +491,16 @@ func WriteTable(w io.Writer, rs ...*Result) error {
 	row("duty_cycle_violations", func(r *Result) string { return fmt.Sprint(r.DutyCycleViolations) })
 	row("duplicates_delivered", func(r *Result) string { return fmt.Sprint(r.DuplicatesDelivered) })
 	row("acked_ratio", func(r *Result) string { return fmt.Sprintf("%.4f", r.AckedRatio) })
+	if len(r0.Traffic) > 1 {
+		for i := range r0.Traffic {
+			row(fmt.Sprintf("traffic%d.delivery_ratio", i), func(r *Result) string {
+				if i >= len(r.Traffic) {
+					return "-"
+				}
+				return fmt.Sprintf("%.4f (%d)", r.Traffic[i].DeliveryRatio, r.Traffic[i].Messages)
+			})
+		}
+	}
 	row("airtime_total_s", func(r *Result) string { return fmt.Sprintf("%.1f", r.AirtimeTotal) })
 	row("node_airtime_share_max", func(r *Result) string { return fmt.Sprintf("%.4f", r.ChannelUtilisationMax) })
 	row("lost_collision", func(r *Result) string { return fmt.Sprint(r.Radio.LostCollision) })

@@ -57,7 +57,7 @@ func mainErr(args []string, stdout, stderr io.Writer) error {
 	cpuprofile := fs.String("cpuprofile", "", "write a CPU profile to this file")
 	memprofile := fs.String("memprofile", "", "write a heap profile to this file at the end")
 	tracePath := fs.String("trace", "", "write a line per status event and delivery to this file (one protocol only)")
-	parallel := fs.Bool("parallel", true, "run the two protocols concurrently (heap_bytes_per_node is exact only without)")
+	parallel := fs.Bool("parallel", true, "run the two protocols concurrently (heap_bytes_per_node is measured only without)")
 	topo := fs.Bool("topology", false, "only lay the scenario out and print its radio graph (degree, diameter)")
 	check := fs.Bool("check", false, "exit with status 3 when a result breaks the scenario's expect bounds")
 	fs.Usage = func() {
@@ -111,7 +111,8 @@ func mainErr(args []string, stdout, stderr io.Writer) error {
 		}
 		names = []string{*protocol}
 	}
-	opt := sim.RunOptions{Seed: *seed, HasSeed: *seed != 0, Duration: *duration}
+	concurrent := *parallel && len(names) > 1
+	opt := sim.RunOptions{Seed: *seed, HasSeed: *seed != 0, Duration: *duration, MeasureMemory: !concurrent}
 	if *tracePath != "" {
 		if len(names) > 1 {
 			return fmt.Errorf("%w: -trace needs one -protocol", errUsage)
@@ -142,7 +143,7 @@ func mainErr(args []string, stdout, stderr io.Writer) error {
 		runOne := func() {
 			results[i], errs[i] = sim.Run(sc, name, protos[name], opt)
 		}
-		if *parallel && len(names) > 1 {
+		if concurrent {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
