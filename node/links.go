@@ -80,9 +80,9 @@ func (n *Node) LinkUp(l transport.Link) {
 	if p, ok := l.(transport.PQSecreter); ok {
 		ri.PQSecret = p.PQSecret()
 	}
-	if r, ok := l.(radioLink); ok {
-		ri.Airtime = r.Airtime
-		ri.DutyCycle = r.DutyCycle()
+	if info.Kind == "lora" && n.radio != nil {
+		ri.Airtime = n.radio.Airtime
+		ri.DutyCycle = n.radio.dutyCycle
 	}
 	_ = n.post(context.Background(), func(now time.Time) {
 		if old := n.links[routing.LinkID(info.ID)]; old != nil {
@@ -124,13 +124,6 @@ func (n *Node) LinkDown(l transport.Link, err error) {
 		n.hub.publish("link-down", now, map[string]any{"id": info.ID, "kind": info.Kind, "peer": peerOf(info), "reason": reason})
 		n.log.Info("link down", "link", info.ID, "kind", info.Kind, "peer", peerOf(info), "reason", reason)
 	})
-}
-
-// radioLink is implemented by links on a duty-cycled radio (LoRa): the
-// router paces its own control traffic by their airtime.
-type radioLink interface {
-	Airtime(n int) time.Duration
-	DutyCycle() float64
 }
 
 func peerOf(info transport.Info) string {

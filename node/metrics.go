@@ -43,20 +43,14 @@ func escapeLabel(s string) string { return strings.ReplaceAll(s, "\n", " ") }
 func (n *Node) apiMetrics(w http.ResponseWriter, r *http.Request) {
 	var rs routing.Stats
 	type lv struct {
-		id, kind        string
-		queued          int
-		airtime, budget float64
-		radio           bool
+		id, kind string
+		queued   int
 	}
 	var links []lv
 	err := n.call(r.Context(), func(now time.Time) {
 		rs = n.router.Stats()
 		for _, ls := range n.links {
 			v := lv{id: ls.info.ID, kind: ls.info.Kind, queued: len(ls.q)}
-			if rb, ok := ls.l.(radioBudget); ok {
-				v.radio = true
-				v.airtime, v.budget = rb.AirtimeUsed().Seconds(), rb.BudgetLeft(now).Seconds()
-			}
 			links = append(links, v)
 		}
 	})
@@ -112,12 +106,6 @@ func (n *Node) apiMetrics(w http.ResponseWriter, r *http.Request) {
 	for _, l := range links {
 		p.metric("meshd_link_queue_depth", "gauge", "Frames waiting for a link.", float64(l.queued), "link", l.id, "kind", l.kind)
 	}
-	for _, l := range links {
-		if l.radio {
-			p.metric("meshd_radio_airtime_seconds", "gauge", "Airtime used in the rolling duty-cycle window.", l.airtime, "link", l.id)
-			p.metric("meshd_radio_budget_left_seconds", "gauge", "Airtime left in the rolling duty-cycle window.", l.budget, "link", l.id)
-		}
-	}
 	for _, m := range n.transportMetrics() {
 		p.metric(m.name, m.typ, m.help, m.value, m.labels...)
 	}
@@ -127,12 +115,6 @@ func (n *Node) apiMetrics(w http.ResponseWriter, r *http.Request) {
 	p.metric("meshd_go_heap_bytes", "gauge", "Go heap in use.", float64(ms.HeapInuse))
 	p.metric("meshd_go_sys_bytes", "gauge", "Memory obtained from the OS by the Go runtime.", float64(ms.Sys))
 	p.metric("meshd_go_goroutines", "gauge", "Goroutines.", float64(runtime.NumGoroutine()))
-}
-
-// radioBudget is implemented by duty-cycled radio links.
-type radioBudget interface {
-	AirtimeUsed() time.Duration
-	BudgetLeft(now time.Time) time.Duration
 }
 
 // sample is one exported value.

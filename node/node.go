@@ -17,6 +17,7 @@ import (
 	"github.com/openmeshd/meshd/routing"
 	"github.com/openmeshd/meshd/routing/boltstore"
 	"github.com/openmeshd/meshd/transport"
+	"github.com/openmeshd/meshd/transport/lora"
 	"github.com/openmeshd/meshd/transport/tcp"
 )
 
@@ -52,6 +53,8 @@ type Node struct {
 	router *routing.Router
 	hub    *hub
 	tcp    *tcp.Transport
+	lora   *lora.Transport
+	radio  *loraRadio
 
 	events   chan func(now time.Time) // to the loop; the loop owns router and links
 	loopDone chan struct{}            // closed when the loop has ended

@@ -6,6 +6,7 @@ import (
 
 	"github.com/openmeshd/meshd/envelope"
 	"github.com/openmeshd/meshd/transport"
+	"github.com/openmeshd/meshd/transport/lora"
 	"github.com/openmeshd/meshd/transport/tcp"
 )
 
@@ -20,6 +21,20 @@ func (n *Node) buildTransports() ([]transport.Transport, error) {
 	if t != nil {
 		n.tcp = t
 		out = append(out, t)
+	}
+	radio, err := n.resolveLoRa()
+	if err != nil {
+		return nil, err
+	}
+	if radio != nil {
+		lt, err := lora.New(radio.opts)
+		if err != nil {
+			return nil, fmt.Errorf("%w: lora: %w", ErrConfig, err)
+		}
+		n.lora, n.radio = lt, radio
+		out = append(out, lt)
+		n.log.Info("LoRa radio", "device", radio.opts.Port, "region", radio.opts.Region, "frequency", radio.opts.FrequencyHz,
+			"bandwidth", radio.opts.BandwidthHz, "sf", radio.opts.SF, "duty_cycle", radio.dutyCycle)
 	}
 	return append(out, n.o.Transports...), nil
 }
@@ -65,6 +80,15 @@ func (n *Node) buildTCP() (*tcp.Transport, error) {
 
 func (n *Node) transportMetrics() []sample {
 	var out []sample
+	if n.lora != nil {
+		st := n.lora.Stats()
+		out = append(out,
+			sample{"meshd_radio_airtime_used_seconds", "gauge", "Airtime counted in the rolling duty-cycle window.", st.Budget.Used.Seconds(), nil},
+			sample{"meshd_radio_airtime_limit_seconds", "gauge", "Airtime the duty-cycle budget allows per window.", st.Budget.Limit.Seconds(), nil},
+			sample{"meshd_radio_airtime_total_seconds", "counter", "All airtime this node transmitted.", st.Budget.Total.Seconds(), nil},
+			sample{"meshd_radio_connected", "gauge", "1 while the radio is detected and configured.", b2f(st.Connected), nil},
+			sample{"meshd_radio_disconnects_total", "counter", "Times the radio went away (unplugged).", float64(st.Disconnects), nil})
+	}
 	if n.tcp == nil {
 		return out
 	}
@@ -89,4 +113,11 @@ func (n *Node) transportMetrics() []sample {
 			sample{"meshd_tcp_link_frames_out_total", "counter", "Frames sent on a TCP link.", float64(l.FramesOut), lbl})
 	}
 	return out
+}
+
+func b2f(b bool) float64 {
+	if b {
+		return 1
+	}
+	return 0
 }
