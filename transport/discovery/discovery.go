@@ -124,6 +124,7 @@ type Discovery struct {
 	mu         sync.Mutex
 	responders map[int]*responder // by interface index
 	dialing    map[envelope.Address]bool
+	failed     map[string]time.Time // endpoint → when a dial to it failed
 	stats      Stats
 	rnd        *mrand.Rand
 }
@@ -163,6 +164,7 @@ func New(o Options) (*Discovery, error) {
 		tag:        hex.EncodeToString(seed[:2]),
 		responders: make(map[int]*responder),
 		dialing:    make(map[envelope.Address]bool),
+		failed:     make(map[string]time.Time),
 		rnd:        mrand.New(mrand.NewChaCha8(seed)),
 	}, nil
 }
@@ -333,40 +335,50 @@ func (d *Discovery) browse(ctx context.Context, wg *sync.WaitGroup, ifc iface) {
 	if err != nil && ctx.Err() == nil {
 		d.log.Debug("discovery: query failed", "iface", ifc.Name, "err", err.Error())
 	}
+	// One node may answer several times (one responder per interface, each
+	// heard everywhere): gather its usable endpoints, then dial one.
+	found := map[envelope.Address][]string{}
+	var order []envelope.Address
 	for e := range entries {
-		d.consider(ctx, wg, ifc, e)
+		a, endpoint, ok := d.consider(ifc, e)
+		if !ok {
+			continue
+		}
+		if _, seen := found[a]; !seen {
+			order = append(order, a)
+		}
+		if !slices.Contains(found[a], endpoint) {
+			found[a] = append(found[a], endpoint)
+		}
+	}
+	for _, a := range order {
+		d.dial(ctx, wg, a, found[a])
 	}
 }
 
-// consider decides whether to dial a discovered entry.
-func (d *Discovery) consider(ctx context.Context, wg *sync.WaitGroup, ifc iface, e *mdns.ServiceEntry) {
+// consider checks one answer and returns the node and the endpoint to dial.
+func (d *Discovery) consider(ifc iface, e *mdns.ServiceEntry) (envelope.Address, string, bool) {
 	if !strings.Contains(e.Name, Service) {
-		return
+		return envelope.Address{}, "", false
 	}
 	d.mu.Lock()
 	d.stats.Heard++
 	d.mu.Unlock()
-	rec, err := ParseTXT(e.InfoFields, Version)
+	d.log.Debug("discovery: heard", "iface", ifc.Name, "name", e.Name, "v4", e.AddrV4, "v6", e.AddrV6IPAddr, "port", e.Port, "txt", e.InfoFields)
 	count := func(f *uint64) {
 		d.mu.Lock()
 		*f++
 		d.mu.Unlock()
 	}
+	rec, err := ParseTXT(e.InfoFields, Version)
 	if err != nil {
 		count(&d.stats.BadTXT)
 		d.log.Debug("discovery: ignoring a service", "name", e.Name, "err", err.Error())
-		return
+		return rec.Address, "", false
 	}
 	if rec.Address == d.o.Self {
 		count(&d.stats.Self)
-		return
-	}
-	if d.o.Dialer == nil {
-		return
-	}
-	if d.o.Dialer.Linked(rec.Address) {
-		count(&d.stats.AlreadyLink)
-		return
+		return rec.Address, "", false
 	}
 	var v6 net.IP
 	if e.AddrV6IPAddr != nil {
@@ -375,53 +387,103 @@ func (d *Discovery) consider(ctx context.Context, wg *sync.WaitGroup, ifc iface,
 	endpoint, ok := pickEndpoint(ifc.Name, ifc.nets, e.AddrV4, v6, e.Port, d.o.PreferIPv6)
 	if !ok {
 		count(&d.stats.OffLink)
-		return
+		d.log.Debug("discovery: ignoring an answer with no address on this link", "iface", ifc.Name, "name", e.Name)
+		return rec.Address, "", false
 	}
+	if d.o.Dialer == nil {
+		return rec.Address, "", false
+	}
+	if d.o.Dialer.Linked(rec.Address) {
+		count(&d.stats.AlreadyLink)
+		return rec.Address, "", false
+	}
+	return rec.Address, endpoint, true
+}
+
+// dial links to node a at one of its endpoints: the first that has not
+// failed recently (a node with several IPv6-only interfaces advertises
+// link-local addresses that cannot be told apart; a wrong one fails and the
+// next round tries another).
+func (d *Discovery) dial(ctx context.Context, wg *sync.WaitGroup, a envelope.Address, endpoints []string) {
 	d.mu.Lock()
-	if d.dialing[rec.Address] || ctx.Err() != nil {
+	if d.dialing[a] || ctx.Err() != nil {
 		d.mu.Unlock()
 		return
 	}
-	d.dialing[rec.Address] = true
+	endpoint := endpoints[0]
+	oldest := time.Time{}
+	for i, ep := range endpoints {
+		at, failed := d.failed[ep]
+		if !failed {
+			endpoint = ep
+			break
+		}
+		if i == 0 || at.Before(oldest) {
+			endpoint, oldest = ep, at
+		}
+	}
+	d.dialing[a] = true
 	d.stats.Dials++
 	d.mu.Unlock()
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
 		dctx, cancel := context.WithTimeout(ctx, d.o.DialTimeout)
-		err := d.o.Dialer.DialAddress(dctx, endpoint, rec.Address)
+		err := d.o.Dialer.DialAddress(dctx, endpoint, a)
 		cancel()
 		d.mu.Lock()
-		delete(d.dialing, rec.Address)
+		delete(d.dialing, a)
 		if err != nil {
 			d.stats.DialErrors++
+			if len(d.failed) >= maxFailed {
+				clear(d.failed)
+			}
+			d.failed[endpoint] = time.Now()
+		} else {
+			delete(d.failed, endpoint)
 		}
 		d.mu.Unlock()
 		if err != nil && ctx.Err() == nil {
-			d.log.Info("discovery: dialing a discovered node failed", "address", rec.Address.String(), "endpoint", endpoint, "err", err.Error())
+			d.log.Info("discovery: dialing a discovered node failed", "address", a.String(), "endpoint", endpoint, "err", err.Error())
 		} else if err == nil {
-			d.log.Info("discovery: linked to a discovered node", "address", rec.Address.String(), "endpoint", endpoint)
+			d.log.Info("discovery: linked to a discovered node", "address", a.String(), "endpoint", endpoint)
 		}
 	}()
 }
 
+// maxFailed bounds the memory of endpoints that failed.
+const maxFailed = 256
+
 // pickEndpoint chooses which advertised address to dial for a node heard
 // on interface ifname with networks nets: an IPv4 address inside one of
 // them, or a link-local IPv6 address scoped to ifname, or a global IPv6
-// address inside one of them. It refuses addresses of other links, which
-// responders on other interfaces of the same node may have announced.
+// address inside one of them. An answer whose IPv4 address is outside our
+// IPv4 networks on this interface came from a responder of another link
+// (hashicorp/mdns responders hear queries from every interface) and is
+// refused whole. When we have no IPv4 on this interface, IPv4 addresses
+// cannot be judged and only IPv6 counts.
 func pickEndpoint(ifname string, nets []*net.IPNet, v4, v6 net.IP, port int, preferV6 bool) (string, bool) {
 	if port <= 0 || port > 65535 {
 		return "", false
 	}
 	p := strconv.Itoa(port)
 	var c4, c6 string
-	if v4 = v4.To4(); v4 != nil && !v4.IsUnspecified() && !v4.IsLoopback() && !v4.IsMulticast() {
+	haveV4 := false
+	for _, n := range nets {
+		haveV4 = haveV4 || n.IP.To4() != nil
+	}
+	if v4 = v4.To4(); v4 != nil && haveV4 {
 		for _, n := range nets {
-			if n.IP.To4() != nil && n.Contains(v4) {
+			if n.IP.To4() != nil && n.Contains(v4) && !v4.IsLoopback() && !v4.IsMulticast() && !v4.IsUnspecified() {
 				c4 = net.JoinHostPort(v4.String(), p)
 				break
 			}
+		}
+		if c4 == "" {
+			// An IPv4 address of another link: the answer came from the
+			// node's responder on another interface (it hears our query
+			// too); its IPv6 link-local address is of that link as well.
+			return "", false
 		}
 	}
 	if v6 != nil && v6.To4() == nil && len(v6) == net.IPv6len {

@@ -93,6 +93,11 @@ func TestPickEndpoint(t *testing.T) {
 	lan.IP = net.ParseIP("198.18.5.1")
 	_, ula, _ := net.ParseCIDR("fd00:1::1/64")
 	nets := []*net.IPNet{lan, ula}
+	_, ll, _ := net.ParseCIDR("fe80::1/64")
+	v6only := []*net.IPNet{ll}
+	if got, ok := pickEndpoint("eth0", v6only, net.ParseIP("198.18.5.7"), net.ParseIP("fe80::7"), 4000, false); !ok || got != "[fe80::7%eth0]:4000" {
+		t.Errorf("without IPv4 on the interface, the IPv4 address is ignored: got %q", got)
+	}
 	for _, tc := range []struct {
 		name     string
 		v4, v6   string
@@ -107,7 +112,7 @@ func TestPickEndpoint(t *testing.T) {
 		{"v6 preferred", "198.18.5.7", "fe80::1", 4000, true, "[fe80::1%eth0]:4000"},
 		{"v6 preferred, only v4 on link", "198.18.5.7", "2001:db8::1", 4000, true, "198.18.5.7:4000"},
 		{"global v6 on link", "", "fd00:1::9", 4000, false, "[fd00:1::9]:4000"},
-		{"off-link v4 falls back to v6", "10.9.9.9", "fe80::2", 4000, false, "[fe80::2%eth0]:4000"},
+		{"off-link v4: another link's responder, refused whole", "10.9.9.9", "fe80::2", 4000, false, ""},
 		{"loopback refused", "127.0.0.1", "", 4000, false, ""},
 		{"no port", "198.18.5.7", "", 0, false, ""},
 		{"nothing", "", "", 4000, false, ""},

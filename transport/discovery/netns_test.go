@@ -46,6 +46,9 @@ type nodeEvent struct {
 	Remote string `json:"remote,omitempty"`
 	Data   string `json:"data,omitempty"`
 	Err    string `json:"err,omitempty"`
+	// discovery counters, in "stats" events
+	OffLink uint64 `json:"offlink,omitempty"`
+	Heard   uint64 `json:"heard,omitempty"`
 }
 
 func TestNetns(t *testing.T) {
@@ -79,8 +82,10 @@ func TestNetns(t *testing.T) {
 		}
 	})
 	ipcmd("netns", "add", br)
-	ipcmd("-n", br, "link", "add", "br0", "type", "bridge")
-	ipcmd("-n", br, "link", "set", "br0", "up")
+	for _, b := range []string{"br0", "br1"} {
+		ipcmd("-n", br, "link", "add", b, "type", "bridge")
+		ipcmd("-n", br, "link", "set", b, "up")
+	}
 	for i, n := range ns {
 		ipcmd("netns", "add", n)
 		for _, k := range []string{"net.ipv6.conf.all.accept_dad=0", "net.ipv6.conf.default.accept_dad=0"} {
@@ -97,6 +102,16 @@ func TestNetns(t *testing.T) {
 		// multicast interface: give it one, as a router's default route would.
 		ipcmd("-n", n, "route", "add", "224.0.0.0/4", "dev", "eth0")
 	}
+	// Node 0 also sits on a second network with no other node: its eth1
+	// responder hears the queries that arrive on eth0 too (hashicorp/mdns
+	// leaves IP_MULTICAST_ALL on) and answers them with eth1's address,
+	// which the others must not dial.
+	subnet2 := fmt.Sprintf("198.19.%d", 1+int(sfx[1])%250)
+	ipcmd("-n", ns[0], "link", "add", "eth1", "type", "veth", "peer", "name", "q0", "netns", br)
+	ipcmd("-n", br, "link", "set", "q0", "master", "br1")
+	ipcmd("-n", br, "link", "set", "q0", "up")
+	ipcmd("-n", ns[0], "addr", "add", subnet2+".1/24", "dev", "eth1")
+	ipcmd("-n", ns[0], "link", "set", "eth1", "up")
 
 	exe, err := os.Executable()
 	if err != nil {
@@ -158,6 +173,7 @@ func TestNetns(t *testing.T) {
 	self := make([]string, len(ns))
 	links := make([]map[string]map[string]string, len(ns)) // peer -> link ID -> remote
 	hellos := make([]map[string]int, len(ns))
+	offLink := make([]uint64, len(ns))
 	for i := range ns {
 		links[i], hellos[i] = map[string]map[string]string{}, map[string]int{}
 	}
@@ -183,6 +199,8 @@ func TestNetns(t *testing.T) {
 					t.Logf("node %d: link to %s down: %s", e.node, e.ev.Peer[:8], e.ev.Err)
 				case "recv":
 					hellos[e.node][e.ev.Peer]++
+				case "stats":
+					offLink[e.node] = e.ev.OffLink
 				}
 			case <-deadline:
 				t.Fatalf("%s: not reached within %v; links %v; frames heard %v", what, d, links, hellos)
@@ -216,6 +234,14 @@ func TestNetns(t *testing.T) {
 			}
 		}
 	}
+	for j := 1; j < 3; j++ {
+		if r := remote(j, 0); strings.Contains(r, subnet2+".") {
+			t.Errorf("node %d reached node 0 over %s, an address of a network it is not on", j, r)
+		}
+	}
+	apply(10*time.Second, "node 1 ignored node 0's answers from its eth1 responder", func() bool {
+		return offLink[1] > 0
+	})
 	for j := 0; j < 2; j++ {
 		if r := remote(j, 2); !strings.Contains(r, "[fe80::") {
 			t.Errorf("node %d reaches the IPv6-only node 2 over %q, want a link-local IPv6 address", j, r)
@@ -291,6 +317,12 @@ func TestNetnsNode(t *testing.T) {
 	emit(nodeEvent{Ev: "self", Addr: id.Address().String()})
 	h := &nodeHandler{self: id.Address().String(), emit: emit}
 	go disc.Run(ctx)
+	go func() {
+		for range time.Tick(300 * time.Millisecond) {
+			st := disc.Stats()
+			emit(nodeEvent{Ev: "stats", OffLink: st.OffLink, Heard: st.Heard})
+		}
+	}()
 	tr.Run(ctx, h)
 }
 
