@@ -193,6 +193,17 @@ func (n *Node) Run(ctx context.Context) error {
 			}
 		}(t)
 	}
+	if d, err := n.buildDiscovery(); err != nil {
+		n.log.Warn("mDNS discovery disabled", "err", err)
+	} else if d != nil {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := d.Run(tctx); err != nil && !errors.Is(err, context.Canceled) {
+				n.log.Warn("mDNS discovery stopped", "err", err)
+			}
+		}()
+	}
 	n.log.Info("meshd running", "address", n.id.Address(), "fingerprint", n.id.PublicKey().Fingerprint(),
 		"listen", n.cfg.TCP.Listen, "peers", len(n.cfg.TCP.Peers), "mdns", n.cfg.TCP.MDNS, "api", n.paths.Socket)
 	if n.o.Ready != nil {

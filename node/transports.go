@@ -2,10 +2,13 @@ package node
 
 import (
 	"fmt"
+	"net"
 	"sort"
+	"strconv"
 
 	"github.com/openmeshd/meshd/envelope"
 	"github.com/openmeshd/meshd/transport"
+	"github.com/openmeshd/meshd/transport/discovery"
 	"github.com/openmeshd/meshd/transport/lora"
 	"github.com/openmeshd/meshd/transport/tcp"
 )
@@ -76,6 +79,22 @@ func (n *Node) buildTCP() (*tcp.Transport, error) {
 		return nil, fmt.Errorf("tcp: %w", err)
 	}
 	return t, nil
+}
+
+// buildDiscovery makes the mDNS responder and browser when tcp.mdns is on:
+// it advertises the TCP listener and dials the nodes it finds.
+func (n *Node) buildDiscovery() (*discovery.Discovery, error) {
+	if !n.cfg.TCP.MDNS || n.tcp == nil {
+		return nil, nil
+	}
+	port := 0
+	if n.cfg.TCP.Listen != "" {
+		_, ps, err := net.SplitHostPort(n.cfg.TCP.Listen)
+		if err == nil {
+			port, _ = strconv.Atoi(ps)
+		}
+	}
+	return discovery.New(discovery.Options{Self: n.id.Address(), Port: port, Dialer: n.tcp, Logger: n.log.With("component", "mdns")})
 }
 
 func (n *Node) transportMetrics() []sample {
