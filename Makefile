@@ -15,10 +15,10 @@ all: build
 build: check-go
 	$(GO) build -trimpath -o bin/meshd ./cmd/meshd
 
-# Run a node with embedded defaults (no config needed). Until the daemon
-# lands (issue 6) this creates the node's identity and prints it.
+# Run a node with embedded defaults (no config needed): identity created on
+# first start, TCP on :4731, mDNS discovery on, API socket in the data dir.
 run: check-go
-	$(GO) run ./cmd/meshd id
+	$(GO) run ./cmd/meshd run
 
 # The whole suite. Installs what it needs on Debian/Ubuntu.
 test: deps fmt vet race cross qemu fuzz
