@@ -20,7 +20,7 @@ func TestConformance(t *testing.T) {
 		for i := range nodes {
 			id := newID(t)
 			ln := listen(t)
-			tr, err := New(Options{Identity: id, Listener: ln, KeepaliveInterval: 200 * time.Millisecond, HandshakeTimeout: 2 * time.Second})
+			tr, err := New(Options{Identity: id, Listener: ln, KeepaliveInterval: time.Second, DeadPeerTimeout: 5 * time.Second, HandshakeTimeout: 2 * time.Second})
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -21,15 +21,16 @@ import (
 
 // Peer is a node to dial.
 type Peer struct {
-	// Endpoint is "host:port" (config key tcp.peers[].endpoint). Required.
+	// Endpoint is "host:port" (config key tcp.peers, the part before "#").
+	// Required.
 	Endpoint string
-	// Key, when HasKey, is the identity the peer must prove (config key
-	// tcp.peers[].key, 64 hex digits). Zero: any key, subject to pins.
+	// Key, when HasKey, is the identity the peer must prove. Zero: any
+	// key, subject to Address and to the pin store.
 	Key    envelope.PublicKey
 	HasKey bool
 	// Address, when HasAddress, is the address the peer's key must hash to
-	// (config key tcp.peers[].address, 32 hex digits; mDNS discovery fills
-	// it from the TXT record). Zero: any address.
+	// (config key tcp.peers, "host:port#ADDRESS" with 32 hex digits; mDNS
+	// discovery fills it from the TXT record). Zero: any address.
 	Address    envelope.Address
 	HasAddress bool
 }
@@ -47,7 +48,8 @@ type Options struct {
 	// Identity is this node's identity key. Required.
 	Identity *envelope.Identity
 	// ListenAddr is where to accept links, "host:port" (config key
-	// tcp.listen). Zero: do not listen (unless Listener is set).
+	// tcp.listen, whose default is ":4731"). Zero: do not listen (unless
+	// Listener is set).
 	ListenAddr string
 	// Listener, when set, is used instead of ListenAddr (the caller bound
 	// it, e.g. to learn an ephemeral port first). Run closes it.
@@ -58,7 +60,7 @@ type Options struct {
 	Peers []Peer
 	// NetworkKey makes the mesh private: only nodes holding the same 32
 	// bytes can complete a handshake (config key tcp.network_key, 64 hex
-	// digits). Zero (nil): an open mesh.
+	// digits, decoded by the node). Zero (nil): an open mesh.
 	NetworkKey []byte
 	// DisablePQ turns off the ML-KEM-768 hybrid (config key tcp.pq=false).
 	// Zero: the hybrid is offered and used whenever the peer has it too.
