@@ -235,7 +235,13 @@ func (r *Router) pathRequest(now time.Time, a envelope.Addr) {
 	if r.readEntropy(id[:]) != nil {
 		return
 	}
-	e := envelope.Envelope{Kind: envelope.KindPathRequest, TTL: r.o.PathRequestTTL, Dst: a,
+	// Expanding ring: the first request for a destination asks two hops
+	// around (routes are usually known nearby), later ones the whole scope.
+	ttl := r.o.PathRequestTTL
+	if p != nil && p.pathReqN <= 1 {
+		ttl = min(ttl, 2)
+	}
+	e := envelope.Envelope{Kind: envelope.KindPathRequest, TTL: ttl, Dst: a,
 		RequestID: binary.BigEndian.Uint32(id[:])}
 	if a.IsFull() {
 		e.Flags = envelope.FlagFull
@@ -248,7 +254,9 @@ func (r *Router) pathRequest(now time.Time, a envelope.Addr) {
 		return
 	}
 	r.stats.PathRequests++
-	r.trace("path request", "dst", a)
+	if r.debug {
+		r.trace("path request", "dst", a)
+	}
 	r.dedup.put(r.sip.envelopeKey(raw), dedupEntry{heard: 1})
 	for _, l := range r.links {
 		r.spendControl(now, l, len(raw), true)
@@ -257,7 +265,7 @@ func (r *Router) pathRequest(now time.Time, a envelope.Addr) {
 }
 
 func pathReqBackoff(n uint8) time.Duration {
-	d := 30 * time.Second << min(n, 6)
+	d := 20 * time.Second << min(n, 6)
 	return min(d, 30*time.Minute)
 }
 

@@ -19,6 +19,8 @@ type outMsg struct {
 	// waiting: the last attempt found no key or no route.
 	waiting bool
 	done    bool
+	first   time.Time // first transmission, for round-trip samples
+	hops    uint8     // route length then
 }
 
 // Send queues payload for dst's application port and returns the message
@@ -121,7 +123,8 @@ func (r *Router) trySend(now time.Time, m *outMsg) {
 			return
 		}
 		c := r.allocCounter(p)
-		sealed, err := pair.Seal(nil, c, m.rec.Payload, envelope.SealOptions{IncludeKey: !p.e2e.acked, Port: m.rec.Port, TTL: r.o.MaxHops})
+		withKey := !p.e2e.acked && (r.o.AlwaysSendKey || p.ann == nil)
+		sealed, err := pair.Seal(nil, c, m.rec.Payload, envelope.SealOptions{IncludeKey: withKey, Port: m.rec.Port, TTL: r.o.MaxHops})
 		if err != nil {
 			r.finish(m, StateFailed, err)
 			return
@@ -156,6 +159,7 @@ func (r *Router) transmitOwn(now time.Time, m *outMsg) {
 		r.sendHop(now, rt, data, &e, transport.PriorityOwn)
 	}
 	if m.rec.Attempts == 0 {
+		m.first, m.hops = now, rt.hops
 		r.status(m, StateSent, nil)
 	} else {
 		r.stats.Retries++
@@ -167,14 +171,16 @@ func (r *Router) transmitOwn(now time.Time, m *outMsg) {
 }
 
 // rto is the wait for an acknowledgement before the attempt-th retry:
-// RetryMin plus a round trip over the route's hops (airtime and queueing
-// per hop), doubled per attempt, capped at RetryMax.
+// RetryMin plus three times the expected round trip over the route's hops
+// (a smoothed per-hop round trip measured from acknowledgements of first
+// transmissions, as TCP does with Karn's rule), doubled per attempt,
+// capped at RetryMax.
 func (r *Router) rto(rt *route, n int, attempt int) time.Duration {
-	perHop := 200 * time.Millisecond
+	perHop := r.rttHopFast
 	if rt.link.radio {
-		perHop = 2*rt.link.airtime(n) + 2*time.Second
+		perHop = max(r.rttHopRadio, 2*rt.link.airtime(n))
 	}
-	d := r.o.RetryMin + 2*time.Duration(int(rt.hops)+1)*perHop
+	d := r.o.RetryMin + 3*time.Duration(int(rt.hops)+1)*perHop
 	for i := 1; i < attempt && d < r.o.RetryMax; i++ {
 		d *= 2
 	}
@@ -363,6 +369,15 @@ func (r *Router) receiveAck(now time.Time, l *link, m transport.Meta, e *envelop
 		return true // a duplicate ack
 	}
 	r.stats.Acked++
+	if om.rec.Attempts == 1 && !om.first.IsZero() {
+		// One round-trip sample per hop, smoothed with gain 1/8.
+		sample := now.Sub(om.first) / time.Duration(int(om.hops)+1)
+		if l.radio {
+			r.rttHopRadio += (sample - r.rttHopRadio) / 8
+		} else {
+			r.rttHopFast += (sample - r.rttHopFast) / 8
+		}
+	}
 	r.finish(om, StateDelivered, nil)
 	return true
 }

@@ -107,27 +107,69 @@ func (r *Router) onUnicast(now time.Time, l *link, raw []byte, e *envelope.Envel
 			r.dedup.put(k, dedupEntry{at: r.secs(now), heard: 1})
 			return
 		}
+		if e.Kind == envelope.KindData && e.Flags&envelope.FlagKey == 0 && !r.knowsKeyFor(e.Src) {
+			// From a sender we do not know: ask for its announce; its
+			// retry will open.
+			r.pathRequestHint(now, e.Src)
+		}
 		if e.Dst.IsFull() || len(r.hints[e.Dst.Hint()]) == 0 {
 			r.drop(DropUndecryptable)
 			return
 		}
 	}
 	if recent {
-		r.trace("unicast duplicate", "kind", e.Kind, "from", []byte(m.From), "dst", e.Dst)
+		if r.debug {
+			r.trace("unicast duplicate", "kind", e.Kind, "from", []byte(m.From), "dst", e.Dst)
+		}
 		r.drop(DropDuplicate)
 		return
 	}
 	r.dedup.put(k, dedupEntry{at: r.secs(now), heard: 1})
-	if e.Kind == envelope.KindAnon {
+	switch e.Kind {
+	case envelope.KindAnon:
 		r.addCrumb(now, e.Token, l, m.From)
-	} else {
+	case envelope.KindData:
+		if e.Flags&envelope.FlagKey != 0 {
+			// A first contact names its sender: learn who it is, so the
+			// Ack finds its way back even if the sender's announce never
+			// reached us.
+			r.peerForKey(e.Key, now)
+		}
+		r.learnReverse(now, e.Src, l, m.From, e.Hops)
+		// The Ack will come back the way the Data went.
+		r.addCrumb(now, r.flowToken(e.Src.Hint(), e.Dst.Hint(), e.Counter), l, m.From)
+	default:
 		r.learnReverse(now, e.Src, l, m.From, e.Hops)
 	}
 	if raw[envelope.OffsetTTL] == 0 {
 		r.drop(DropTTL)
 		return
 	}
+	if e.Kind == envelope.KindAck {
+		// Follow the breadcrumb the Data left, if any: the reverse of a
+		// path that just worked.
+		c, ok := r.crumbs[r.flowToken(e.Dst.Hint(), e.Src.Hint(), e.Counter)]
+		if ok && now.Before(c.expires) && r.linkByID[c.link.id] == c.link && !(c.link == l && c.nb == m.From) {
+			data := clone(raw)
+			envelope.Relay(data)
+			r.stats.Relayed++
+			r.emit(now, c.link, c.nb, transport.PriorityRelay, data, e.Kind, false)
+			return
+		}
+	}
 	r.forwardUnicast(now, l, m, raw, e, k, true)
+}
+
+// flowToken names the breadcrumb of a Data envelope (sender, recipient,
+// counter) in the breadcrumb table.
+func (r *Router) flowToken(src, dst envelope.Hint, counter uint32) envelope.Token {
+	var b [12]byte
+	copy(b[:4], src[:])
+	copy(b[4:8], dst[:])
+	binary.BigEndian.PutUint32(b[8:], counter)
+	var t envelope.Token
+	binary.LittleEndian.PutUint64(t[:], r.sip.sum([]byte("flow"), b[:]))
+	return t
 }
 
 // forwardUnicast sends raw on towards e.Dst: to the selected route of each
@@ -161,7 +203,9 @@ func (r *Router) forwardUnicast(now time.Time, from *link, m transport.Meta, raw
 		}
 		data := clone(raw)
 		envelope.Relay(data)
-		r.trace("forward", "kind", e.Kind, "dst", e.Dst, "to", []byte(rt.nb), "hops", rt.hops)
+		if r.debug {
+			r.trace("forward", "kind", e.Kind, "dst", e.Dst, "to", []byte(rt.nb), "hops", rt.hops)
+		}
 		if e.Kind == envelope.KindPathReply {
 			r.emit(now, rt.link, rt.nb, transport.PriorityRelay, data, e.Kind, true)
 		} else {
@@ -178,7 +222,9 @@ func (r *Router) forwardUnicast(now time.Time, from *link, m transport.Meta, raw
 		r.stats.Relayed++
 		return
 	}
-	r.trace("no route", "kind", e.Kind, "dst", e.Dst, "cands", len(r.lookup(e.Dst)))
+	if r.debug {
+		r.trace("no route", "kind", e.Kind, "dst", e.Dst, "cands", len(r.lookup(e.Dst)))
+	}
 	if hold && holdable(e.Kind) {
 		r.hold(now, raw, e, k)
 		return
@@ -396,4 +442,27 @@ func (r *Router) hasRoute(now time.Time, a envelope.Addr) bool {
 		}
 	}
 	return false
+}
+
+func (r *Router) knowsKeyFor(a envelope.Addr) bool {
+	for _, p := range r.lookup(a) {
+		if p.hasKey {
+			return true
+		}
+	}
+	return false
+}
+
+// pathRequestHint asks who has the key (announce) behind a hint, at most
+// once a minute per hint.
+func (r *Router) pathRequestHint(now time.Time, a envelope.Addr) {
+	h := a.Hint()
+	if t, ok := r.hintReqs[h]; ok && now.Sub(t) < time.Minute {
+		return
+	}
+	if len(r.hintReqs) >= 64 {
+		clear(r.hintReqs)
+	}
+	r.hintReqs[h] = now
+	r.pathRequest(now, envelope.HintAddr(h))
 }

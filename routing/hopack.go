@@ -103,7 +103,9 @@ func (r *Router) tickHops(now time.Time) {
 		if n != nil {
 			n.fail = n.fail*0.8 + 0.2
 		}
-		r.trace("hop ack missing", "kind", w.kind, "nb", []byte(w.nb), "try", w.tries, "dst", w.dstAddr)
+		if r.debug {
+			r.trace("hop ack missing", "kind", w.kind, "nb", []byte(w.nb), "try", w.tries, "dst", w.dstAddr)
+		}
 		r.rerouteVia(now, w.link, w.nb)
 		if w.tries >= maxHopTries {
 			continue

@@ -100,7 +100,7 @@ func (r *Router) LinkUp(now time.Time, info LinkInfo) {
 	if delay <= 0 {
 		delay = time.Second
 		if l.radio {
-			delay = 2 * time.Minute
+			delay = 10 * time.Minute
 		}
 	}
 	l.nextAnnounce = now.Add(time.Duration(r.rnd.Int64N(int64(delay)) + 1))

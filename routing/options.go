@@ -34,12 +34,14 @@ type Options struct {
 	AppData []byte
 
 	// AnnounceInterval is the base time between this node's own announces
-	// (routing.announce_interval). Zero: 1h. On radio links the interval
+	// (routing.announce_interval). On radio links the interval
 	// stretches so that all known nodes' announces together stay within
-	// AnnounceShare.
+	// AnnounceShare. Zero: 2h.
 	AnnounceInterval time.Duration
 	// AnnounceDelay bounds the random delay of the first announce after a
-	// link comes up. Zero: 2 minutes on radio links, 1s on others.
+	// link comes up. Zero: 10 minutes on radio links (a mesh that boots at
+	// once must not flood a hundred announces into the same minute), 1s on
+	// others.
 	AnnounceDelay time.Duration
 	// AnnounceShare is the share of a radio link's airtime that announces,
 	// path requests and flood relays may use (routing.announce_share). Zero:
@@ -49,7 +51,7 @@ type Options struct {
 	// on what it originates (routing.max_hops). Zero: 16.
 	MaxHops uint8
 	// SuppressAfter cancels a pending flood relay on a broadcast link once
-	// this many other relays of the same envelope were heard. Zero: 2.
+	// this many other relays of the same envelope were heard. Zero: 1.
 	SuppressAfter int
 
 	// RouteLifetime is how long a route lives without being refreshed by an
@@ -91,6 +93,15 @@ type Options struct {
 	// suits MemStore; the daemon uses 2s.
 	CommitDelay time.Duration
 
+	// AlwaysSendKey puts this node's public key (FlagKey, 32 bytes) in
+	// every Data envelope to a peer until the peer first acknowledges.
+	// Zero (false): the key is left out when the peer's own signed announce
+	// reached us, since announces flood both ways and the peer then knows
+	// our key too; a peer that cannot open a message because it does not
+	// know the sender asks for the sender's announce with a path request
+	// and opens the retry.
+	AlwaysSendKey bool
+
 	// FloodFilter decides what happens to Channel, Flood and Query
 	// envelopes. Nil: FloodRelay for all.
 	FloodFilter func(e *envelope.Envelope) FloodVerdict
@@ -101,7 +112,7 @@ func (o *Options) withDefaults() {
 		o.Caps = envelope.CapRelay | envelope.CapStore
 	}
 	if o.AnnounceInterval <= 0 {
-		o.AnnounceInterval = time.Hour
+		o.AnnounceInterval = 2 * time.Hour
 	}
 	if o.AnnounceShare <= 0 {
 		o.AnnounceShare = 0.02
@@ -110,7 +121,7 @@ func (o *Options) withDefaults() {
 		o.MaxHops = 16
 	}
 	if o.SuppressAfter <= 0 {
-		o.SuppressAfter = 2
+		o.SuppressAfter = 1
 	}
 	if o.RouteLifetime <= 0 {
 		o.RouteLifetime = 3 * o.AnnounceInterval

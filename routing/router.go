@@ -43,11 +43,12 @@ type Router struct {
 	peers map[envelope.Address]*peer
 	hints map[envelope.Hint][]*peer
 
-	dedup   *dedup
-	relays  []*pendingRelay
-	crumbs  map[envelope.Token]crumb
-	crumbQ  []envelope.Token
-	ownToks map[envelope.Token]time.Time
+	dedup    *dedup
+	relays   []*pendingRelay
+	crumbs   map[envelope.Token]crumb
+	crumbQ   []envelope.Token
+	ownToks  map[envelope.Token]time.Time
+	hintReqs map[envelope.Hint]time.Time
 
 	outbox   []*outMsg // by id
 	outByAck map[ackKey]*outMsg
@@ -58,6 +59,9 @@ type Router struct {
 	heldBytes int
 
 	waits []*hopWait
+
+	// Smoothed end-to-end round trip per hop on radio and on fast links.
+	rttHopRadio, rttHopFast time.Duration
 
 	annSeq  uint32
 	annRaw  []byte
@@ -145,6 +149,7 @@ func New(o Options, now time.Time) (*Router, error) {
 		dedup:    newDedup(o.DedupEntries),
 		crumbs:   map[envelope.Token]crumb{},
 		ownToks:  map[envelope.Token]time.Time{},
+		hintReqs: map[envelope.Hint]time.Time{},
 		outByAck: map[ackKey]*outMsg{},
 		now:      now,
 	}
@@ -167,6 +172,7 @@ func New(o Options, now time.Time) (*Router, error) {
 	if r.rnd == nil {
 		r.rnd = mrand.New(mrand.NewPCG(binary.LittleEndian.Uint64(seed[16:]), binary.LittleEndian.Uint64(seed[24:])))
 	}
+	r.rttHopRadio, r.rttHopFast = 8*time.Second, 300*time.Millisecond
 	r.verifyTokens = float64(4 * o.VerifyPerSecond)
 	r.verifyKnown = float64(16 * o.VerifyPerSecond)
 	r.verifyAt = now

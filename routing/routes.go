@@ -18,8 +18,13 @@ type peer struct {
 	seq    uint32 // its sequence
 	hasSeq bool
 
-	routes  [maxCandidates]route
-	cur     int8 // index of the selected route, -1 none
+	routes [maxCandidates]route
+	cur    int8 // index of the selected route, -1 none
+	// Feasibility distance: the smallest distance (hops) we have had to
+	// the peer for sequence fdSeq.
+	fd      uint8
+	fdSeq   uint32
+	fdSet   bool
 	changes uint8
 	changed time.Time
 
@@ -124,10 +129,11 @@ func (r *Router) metric(rt *route) uint32 {
 func (nb *neighbour) penalty(l *link) float32 {
 	var q float32
 	if nb.hasSNR && l.hasFloor {
-		// A frame this close to the weakest ever decoded is often lost:
-		// below 4 dB of margin every dB costs a quarter of a hop.
-		if margin := nb.snr - l.snrFloor; margin < 4 {
-			q += (4 - margin) / 4
+		// A neighbour heard close to the weakest frame ever decoded (about
+		// the demodulator's limit) loses many frames to fading and
+		// interference: below 6 dB of margin it costs up to three hops more.
+		if margin := nb.snr - l.snrFloor; margin < 6 {
+			q += (6 - margin) / 2
 		}
 	}
 	// Expected transmissions from the hop-ack failure rate.
@@ -148,8 +154,36 @@ func (r *Router) considerRoute(now time.Time, p *peer, l *link, nb transport.Add
 	if p.addr == r.addr {
 		return
 	}
+	// Feasibility, as in Babel but on hop counts: within one sequence a
+	// neighbour is a next hop only if the distance it advertised is below
+	// the smallest distance we have had. Distances only shrink within a
+	// sequence, so every next hop is strictly closer to the destination
+	// and routes cannot loop. A newer sequence starts afresh.
+	if hasSeq && (!p.fdSet || seqOlder(p.fdSeq, seq)) {
+		p.fdSeq, p.fd, p.fdSet = seq, 255, true
+	}
+	if !p.fdSet {
+		p.fdSeq, p.fd, p.fdSet = p.seq, 255, true
+	}
 	if !hasSeq {
-		seq = p.seq
+		seq = p.fdSeq
+	} else if seqOlder(seq, p.fdSeq) {
+		return
+	}
+	same := -1
+	for i := range p.routes {
+		if p.routes[i].link == l && p.routes[i].nb == nb && p.routes[i].seq == seq && p.routes[i].valid(now) {
+			same = i
+		}
+	}
+	if hops >= p.fd && !(same >= 0 && p.routes[same].hops <= hops) {
+		if same >= 0 && !hasSeq {
+			p.routes[same].expires = now.Add(r.o.RouteLifetime)
+		}
+		return
+	}
+	if hops < 254 {
+		p.fd = min(p.fd, hops+1)
 	}
 	cand := route{link: l, nb: nb, hops: hops, seq: seq}
 	metric := r.metric(&cand)

@@ -35,12 +35,20 @@ type RouterParams struct {
 	// commits every CommitDelay).
 	Store       string   `json:"store,omitempty"`
 	CommitDelay Duration `json:"commit_delay,omitempty"`
+	// RawRadio puts the router's frames on the air without meshd's LoRa
+	// link layer (no fragmentation, no link-level SACKs), relying on the
+	// router's passive hop acknowledgements instead (set radio.overhear).
+	// An experiment: the daemon always runs the link layer.
+	RawRadio bool `json:"raw_radio,omitempty"`
 }
 
 // NewRouterFactory returns the Factory of the "meshd" protocol. Each call
 // gives a factory with its own memory stores, so a node that churn restarts
 // finds its state again; use one factory per run.
 func NewRouterFactory() Factory { return newRouterFactory(nil, nil) }
+
+// routerFactory registers the router as the protocol "router" (Protocols).
+func routerFactory() Factory { return NewRouterFactory() }
 
 // newRouterFactory lets tests see every node built and log.
 func newRouterFactory(built func(*routerNode), logger *slog.Logger) Factory {
@@ -68,7 +76,7 @@ func newRouterFactory(built func(*routerNode), logger *slog.Logger) Factory {
 			CommitDelay:      time.Duration(p.CommitDelay),
 			Logger:           logger,
 		}
-		n := &routerNode{env: env, links: map[routing.LinkID]LinkID{}, msgs: map[routing.MsgID]uint64{}}
+		n := &routerNode{env: env, links: map[routing.LinkID]LinkID{}, msgs: map[routing.MsgID]uint64{}, raw: p.RawRadio}
 		switch p.Store {
 		case "", "mem":
 			key := env.DataDir
@@ -128,18 +136,22 @@ type routerNode struct {
 	hint  envelope.Hint
 	links map[routing.LinkID]LinkID
 	msgs  map[routing.MsgID]uint64
+	raw   bool
 }
+
+// RawRadio implements RawRadio (the raw_radio parameter).
+func (n *routerNode) RawRadio() bool { return n.raw }
 
 func linkName(l LinkID) routing.LinkID { return routing.LinkID("l" + strconv.Itoa(int(l))) }
 
 func (n *routerNode) Start(now time.Time, out *Out) { n.flush(now, out) }
 
 func (n *routerNode) LinkUp(now time.Time, l LinkID, info transport.Info, out *Out) {
-	li := routing.LinkInfo{Info: info, Overhears: info.Broadcast}
+	li := routing.LinkInfo{Info: info}
 	li.ID = string(linkName(l))
 	for _, el := range n.env.Links {
 		if el.ID == l {
-			li.DutyCycle, li.Airtime = el.DutyCycle, el.Airtime
+			li.DutyCycle, li.Airtime, li.Overhears = el.DutyCycle, el.Airtime, el.Overhears
 		}
 	}
 	n.links[linkName(l)] = l

@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"os"
 	"testing"
+	"time"
 
 	"github.com/openmeshd/meshd/routing"
 )
@@ -21,6 +22,14 @@ func TestRouterScenarioFile(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	var ro RunOptions
+	if d := os.Getenv("MESHD_DURATION"); d != "" {
+		v, err := time.ParseDuration(d)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ro.Duration = v
+	}
 	var nodes []*routerNode
 	var logger *slog.Logger
 	if f := os.Getenv("MESHD_TRACE"); f != "" {
@@ -31,7 +40,7 @@ func TestRouterScenarioFile(t *testing.T) {
 		defer w.Close()
 		logger = slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	}
-	res, err := Run(sc, "meshd", newRouterFactory(func(n *routerNode) { nodes = append(nodes, n) }, logger), RunOptions{})
+	res, err := Run(sc, "router", newRouterFactory(func(n *routerNode) { nodes = append(nodes, n) }, logger), ro)
 	if err != nil {
 		t.Fatal(err)
 	}
