@@ -2,7 +2,6 @@ package broadcast
 
 import (
 	"crypto/subtle"
-	"errors"
 	"sort"
 	"time"
 
@@ -763,9 +762,6 @@ func (c *Core) onCommit(now time.Time, from envelope.PublicKey, m *commitMsg, ra
 		if m.epoch <= ch.root.num+1 {
 			return fieldErr(ErrStaleCommit, "commit to epoch %d on an unknown parent, root is %d", m.epoch, ch.root.num)
 		}
-		if retry {
-			return errParentUnknown
-		}
 		for _, p := range ch.pending {
 			if string(p.raw) == string(raw) {
 				return nil
@@ -808,37 +804,36 @@ func (c *Core) onCommit(now time.Time, from envelope.PublicKey, m *commitMsg, ra
 	return nil
 }
 
-var errParentUnknown = errors.New("parent unknown")
 
-// placePending retries commits that waited for their parent.
+// placePending retries commits that waited for their parent. It is not
+// re-entrant: adding an epoch reruns the fork choice, which calls it again;
+// the outer loop picks up whatever that made placeable.
 func (c *Core) placePending(now time.Time, ch *channel) {
-	for progress := true; progress && len(ch.pending) > 0; {
+	if ch.placing {
+		return
+	}
+	ch.placing = true
+	defer func() { ch.placing = false }()
+	for progress := true; progress; {
 		progress = false
 		for i := 0; i < len(ch.pending); i++ {
 			p := ch.pending[i]
-			msg, err := decodeCommit(p.raw)
-			if err == nil {
-				err = c.onCommitRetry(now, ch, p, msg)
+			m, err := decodeCommit(p.raw)
+			if err == nil && ch.byHash(m.parent) == nil && m.epoch > ch.root.num+1 {
+				continue // still waiting for its parent
 			}
-			if errors.Is(err, errParentUnknown) {
-				continue
-			}
-			ch.pending = append(ch.pending[:i], ch.pending[i+1:]...)
+			ch.pending = append(ch.pending[:i:i], ch.pending[i+1:]...)
 			c.dirty[ch.id] = true
+			if err == nil {
+				err = c.onCommit(now, p.from, m, p.raw, true)
+			}
+			if err != nil {
+				c.log.Debug("pending commit refused", "channel", ch.id, "err", err)
+			}
 			progress = true
 			break
 		}
 	}
-}
-
-func (c *Core) onCommitRetry(now time.Time, ch *channel, p pendingCommit, m *commitMsg) error {
-	if ch.byHash(m.parent) == nil {
-		if m.epoch <= ch.root.num+1 {
-			return ErrStaleCommit
-		}
-		return errParentUnknown
-	}
-	return c.onCommit(now, p.from, m, p.raw, true)
 }
 
 func (c *Core) onLeave(now time.Time, from envelope.PublicKey, m *leaveMsg) error {

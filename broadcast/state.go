@@ -286,6 +286,7 @@ type channel struct {
 	epochs     []*epoch
 	root, head *epoch
 	pending    []pendingCommit
+	placing    bool // placePending is running
 
 	invites  []*invite
 	joinReqs []joinReq
