@@ -155,7 +155,7 @@ func TestForkChoiceOrderIndependent(t *testing.T) {
 	root := &epoch{num: 5, hash: EpochHash{0xaa}, base: true}
 	all := []*epoch{
 		mk(6, root.hash, 0x30, 0), mk(6, root.hash, 0x20, 0), mk(6, root.hash, 0x90, 1), // removal wins at 6
-		mk(7, EpochHash{0x20}, 0x01, 0), // child of a loser: ignored
+		mk(7, EpochHash{0x20}, 0x01, 0),                                  // child of a loser: ignored
 		mk(7, EpochHash{0x90}, 0x50, 0), mk(7, EpochHash{0x90}, 0x40, 0), // lower hash wins at 7
 	}
 	want := EpochHash{0x40}

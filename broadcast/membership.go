@@ -804,7 +804,6 @@ func (c *Core) onCommit(now time.Time, from envelope.PublicKey, m *commitMsg, ra
 	return nil
 }
 
-
 // placePending retries commits that waited for their parent. It is not
 // re-entrant: adding an epoch reruns the fork choice, which calls it again;
 // the outer loop picks up whatever that made placeable.
