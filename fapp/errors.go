@@ -88,6 +88,8 @@ var reasons = [...]struct {
 	{ErrReplay, "replay"},
 	{ErrWrongTopic, "wrong_topic"},
 	{ErrUnknownToken, "unknown_token"},
+	{ErrNotTherapist, "not_therapist"},
+	{ErrCorruptState, "corrupt_state"},
 }
 
 // Reason returns the short name of the sentinel err wraps ("forged",

@@ -75,7 +75,7 @@ func testAttestation(t testing.TB, label string) Attestation {
 // world is the fixture most tests share: one trust anchor, and options
 // with low proof-of-work difficulty.
 type world struct {
-	anchor *envelope.Identity
+	anchor  *envelope.Identity
 	anchors []Anchor
 }
 

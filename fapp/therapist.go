@@ -576,6 +576,11 @@ func (c *Core) publish(now time.Time) error {
 		}
 		pages[i].seq, pages[i].issued = a.Seq, issued
 		c.stats.Published++
+		// Our own cache holds our announces too, so this node answers
+		// queries for them and finds them locally.
+		if _, err := c.ingest(now, raw, false); err != nil {
+			c.log.Warn("fapp: own announce not cached", "err", err)
+		}
 		c.emit(&Originate{Kind: envelope.KindFlood, Raw: raw})
 	}
 	t.pages = pages
