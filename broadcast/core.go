@@ -119,7 +119,7 @@ func (c *Core) NextWake() time.Time { return c.wake }
 func (c *Core) Stats() Stats {
 	s := c.stats
 	s.Channels = len(c.chans)
-	s.HistoryItems, s.HistoryBytes = len(c.hist.items), c.hist.bytes
+	s.HistoryItems, s.HistoryBytes = c.hist.n, c.hist.bytes
 	return s
 }
 

@@ -11,12 +11,15 @@ import (
 
 // history keeps recent channel envelopes, as they came off the air, to
 // answer catch-up requests: bounded by age, count per tag and total bytes.
-// The ciphertexts are opaque to it; it never needs keys.
+// The ciphertexts are opaque to it; it never needs keys. Items are kept in
+// one queue per tag, in arrival order, so every bound drops from a queue's
+// front.
 type history struct {
-	items      []*hitem // arrival order
+	byTag      map[[4]byte][]*hitem
 	byID       map[[8]byte]*hitem
-	perTag     map[[4]byte]int
+	n          int
 	bytes      int
+	seq        uint64
 	dirty      bool
 	dirtySince time.Time
 }
@@ -25,12 +28,13 @@ type hitem struct {
 	tag [4]byte
 	id  [8]byte
 	at  time.Time
+	seq uint64 // arrival order
 	raw []byte
 }
 
 func (h *history) init() {
 	h.byID = map[[8]byte]*hitem{}
-	h.perTag = map[[4]byte]int{}
+	h.byTag = map[[4]byte][]*hitem{}
 }
 
 func (h *history) markDirty(now time.Time) {
@@ -48,44 +52,82 @@ func (h *history) add(now time.Time, raw []byte, o *Options) bool {
 	if _, ok := h.byID[id]; ok {
 		return false
 	}
-	it := &hitem{id: id, at: now, raw: append([]byte(nil), raw...)}
+	h.seq++
+	it := &hitem{id: id, at: now, seq: h.seq, raw: append([]byte(nil), raw...)}
 	copy(it.tag[:], raw[envelope.HeaderSize:])
-	// Normalise the mutable bytes: a reply re-injects the envelope as it was
+	// Normalise the hop count: a reply hands the envelope on as it was
 	// first sent, whatever path it took to us.
 	it.raw[envelope.OffsetHops] = 0
-	h.items = append(h.items, it)
-	h.byID[id] = it
-	h.perTag[it.tag]++
-	h.bytes += len(it.raw)
+	h.insert(it)
 	h.markDirty(now)
 	h.prune(now, o)
 	return true
 }
 
-func (h *history) remove(i int) {
-	it := h.items[i]
-	h.items = append(h.items[:i], h.items[i+1:]...)
-	delete(h.byID, it.id)
-	if h.perTag[it.tag]--; h.perTag[it.tag] <= 0 {
-		delete(h.perTag, it.tag)
+func (h *history) insert(it *hitem) {
+	h.byTag[it.tag] = append(h.byTag[it.tag], it)
+	h.byID[it.id] = it
+	h.n++
+	h.bytes += len(it.raw)
+}
+
+// popFront drops the oldest item of a tag.
+func (h *history) popFront(tag [4]byte) {
+	q := h.byTag[tag]
+	it := q[0]
+	q[0] = nil
+	if len(q) == 1 {
+		delete(h.byTag, tag)
+	} else {
+		h.byTag[tag] = q[1:]
 	}
+	delete(h.byID, it.id)
+	h.n--
 	h.bytes -= len(it.raw)
 }
 
 // prune enforces the bounds, dropping oldest first.
 func (h *history) prune(now time.Time, o *Options) {
-	n := len(h.items)
-	for i := 0; i < len(h.items); {
-		it := h.items[i]
-		if now.Sub(it.at) > o.HistoryMaxAge || h.perTag[it.tag] > o.HistoryMaxCount || h.bytes > o.HistoryMaxBytes {
-			h.remove(i)
-			continue
+	n := h.n
+	for tag, q := range h.byTag {
+		for len(q) > 0 && (len(q) > o.HistoryMaxCount || now.Sub(q[0].at) > o.HistoryMaxAge) {
+			h.popFront(tag)
+			q = h.byTag[tag]
 		}
-		i++
 	}
-	if len(h.items) != n {
+	for h.bytes > o.HistoryMaxBytes && h.n > 0 {
+		var oldest [4]byte
+		first := true
+		for tag, q := range h.byTag {
+			if first || q[0].seq < h.byTag[oldest][0].seq {
+				oldest, first = tag, false
+			}
+		}
+		h.popFront(oldest)
+	}
+	if h.n != n {
 		h.markDirty(now)
 	}
+}
+
+// ordered returns the items of the given tags (nil: all) in arrival order.
+func (h *history) ordered(tags [][4]byte) []*hitem {
+	var out []*hitem
+	if tags == nil {
+		for _, q := range h.byTag {
+			out = append(out, q...)
+		}
+	} else {
+		seen := map[[4]byte]bool{}
+		for _, t := range tags {
+			if !seen[t] {
+				seen[t] = true
+				out = append(out, h.byTag[t]...)
+			}
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].seq < out[j].seq })
+	return out
 }
 
 func (h *history) nextWake(o *Options) time.Time {
@@ -97,26 +139,22 @@ func (h *history) nextWake(o *Options) time.Time {
 
 // selectFor picks what a request lacks, oldest first, within budget bytes.
 func (h *history) selectFor(now time.Time, q *historyQuery, budget int) (items []wireItem, more bool) {
-	tags := make(map[[4]byte]bool, len(q.tags))
-	for _, t := range q.tags {
-		tags[t] = true
-	}
 	have := make(map[[4]byte]bool, len(q.have))
 	for _, x := range q.have {
 		have[x] = true
 	}
 	maxAge := time.Duration(q.maxAge) * time.Second
-	used := 3
-	for _, it := range h.items {
+	used := historyReplyHeader
+	for _, it := range h.ordered(q.tags) {
 		age := now.Sub(it.at)
-		if !tags[it.tag] || age > maxAge || have[[4]byte(it.id[:4])] {
+		if age > maxAge || have[[4]byte(it.id[:4])] {
 			continue
 		}
-		if used+6+len(it.raw) > budget || len(items) == 255 {
+		if used+historyItemOverhead+len(it.raw) > budget || len(items) == 255 {
 			more = true
 			break
 		}
-		used += 6 + len(it.raw)
+		used += historyItemOverhead + len(it.raw)
 		items = append(items, wireItem{age: uint32(max(age, 0) / time.Second), raw: it.raw})
 	}
 	return items, more
@@ -124,15 +162,11 @@ func (h *history) selectFor(now time.Time, q *historyQuery, budget int) (items [
 
 // haveIDs lists the id prefixes held for tags, newest first.
 func (h *history) haveIDs(now time.Time, tags [][4]byte, maxAge time.Duration) [][4]byte {
-	want := make(map[[4]byte]bool, len(tags))
-	for _, t := range tags {
-		want[t] = true
-	}
 	var out [][4]byte
-	for i := len(h.items) - 1; i >= 0 && len(out) < maxQueryHave; i-- {
-		it := h.items[i]
-		if want[it.tag] && now.Sub(it.at) <= maxAge {
-			out = append(out, [4]byte(it.id[:4]))
+	items := h.ordered(tags)
+	for i := len(items) - 1; i >= 0 && len(out) < maxQueryHave; i-- {
+		if now.Sub(items[i].at) <= maxAge {
+			out = append(out, [4]byte(items[i].id[:4]))
 		}
 	}
 	return out
@@ -391,8 +425,8 @@ const (
 
 func (h *history) marshal() []byte {
 	b := append([]byte(histMagic), histVersion)
-	b = binary.BigEndian.AppendUint32(b, uint32(len(h.items)))
-	for _, it := range h.items {
+	b = binary.BigEndian.AppendUint32(b, uint32(h.n))
+	for _, it := range h.ordered(nil) {
 		b = appendTime(b, it.at)
 		b = binary.BigEndian.AppendUint16(b, uint16(len(it.raw)))
 		b = append(b, it.raw...)
@@ -438,16 +472,14 @@ func (h *history) unmarshal(b []byte) error {
 			r.fail(ErrCorrupt, "envelope")
 			break
 		}
-		it := &hitem{id: messageID(raw), at: at, raw: append([]byte(nil), raw...)}
+		h.seq++
+		it := &hitem{id: messageID(raw), at: at, seq: h.seq, raw: append([]byte(nil), raw...)}
 		copy(it.tag[:], raw[envelope.HeaderSize:])
 		if _, dup := h.byID[it.id]; dup {
 			r.fail(ErrCorrupt, "duplicate envelope")
 			break
 		}
-		h.items = append(h.items, it)
-		h.byID[it.id] = it
-		h.perTag[it.tag]++
-		h.bytes += len(it.raw)
+		h.insert(it)
 	}
 	if err := r.end(); err != nil {
 		return fmt.Errorf("%w: %w", ErrCorrupt, err)
