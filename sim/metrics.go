@@ -128,8 +128,12 @@ type Result struct {
 		SimulatedS              float64 `json:"simulated_s"`
 		WallSeconds             float64 `json:"wall_s"`
 		SimSecondsPerWallSecond float64 `json:"sim_s_per_wall_s"`
-		Events                  uint64  `json:"events"`
-		HeapBytesPerNode        float64 `json:"heap_bytes_per_node"`
+		// CPUSeconds and SimSecondsPerCPUSecond are filled in by meshsim when
+		// it runs one protocol at a time (immune to other load on the host).
+		CPUSeconds             float64 `json:"cpu_s,omitempty"`
+		SimSecondsPerCPUSecond float64 `json:"sim_s_per_cpu_s,omitempty"`
+		Events                 uint64  `json:"events"`
+		HeapBytesPerNode       float64 `json:"heap_bytes_per_node"`
 	} `json:"perf"`
 
 	Baseline *Result `json:"baseline,omitempty"`
@@ -508,6 +512,7 @@ func WriteTable(w io.Writer, rs ...*Result) error {
 	row("duty_cycle_deferred", func(r *Result) string { return fmt.Sprint(r.Radio.DutyCycleDeferred) })
 	row("queue_drops", func(r *Result) string { return fmt.Sprint(r.Radio.QueueDrops) })
 	row("sim_s_per_wall_s", func(r *Result) string { return fmt.Sprintf("%.0f", r.Perf.SimSecondsPerWallSecond) })
+	row("sim_s_per_cpu_s", func(r *Result) string { return fmt.Sprintf("%.0f", r.Perf.SimSecondsPerCPUSecond) })
 	row("heap_bytes_per_node", func(r *Result) string { return fmt.Sprintf("%.0f", r.Perf.HeapBytesPerNode) })
 	return tw.Flush()
 }

@@ -60,10 +60,12 @@ func TestSeedStreamsIndependent(t *testing.T) {
 // probeNode sends what AppSend gives it as one broadcast frame and records
 // what it receives.
 type probeNode struct {
-	raw   bool
-	to    transport.Addr
-	got   []probeRx
-	links []Link
+	raw    bool
+	to     transport.Addr
+	got    []probeRx
+	links  []Link
+	events []string
+	starts int
 }
 
 type probeRx struct {
@@ -72,13 +74,17 @@ type probeRx struct {
 	meta transport.Meta
 }
 
-func (p *probeNode) RawRadio() bool                                 { return p.raw }
-func (p *probeNode) Start(time.Time, *Out)                          {}
-func (p *probeNode) LinkUp(time.Time, LinkID, transport.Info, *Out) {}
-func (p *probeNode) LinkDown(time.Time, LinkID, *Out)               {}
-func (p *probeNode) Timer(time.Time, *Out)                          {}
-func (p *probeNode) NextWake() time.Time                            { return time.Time{} }
-func (p *probeNode) Close() error                                   { return nil }
+func (p *probeNode) RawRadio() bool        { return p.raw }
+func (p *probeNode) Start(time.Time, *Out) { p.starts++ }
+func (p *probeNode) LinkUp(now time.Time, l LinkID, info transport.Info, _ *Out) {
+	p.events = append(p.events, fmt.Sprintf("%v up %d %s", now.Sub(clockEpoch()), l, info.Kind))
+}
+func (p *probeNode) LinkDown(now time.Time, l LinkID, _ *Out) {
+	p.events = append(p.events, fmt.Sprintf("%v down %d", now.Sub(clockEpoch()), l))
+}
+func (p *probeNode) Timer(time.Time, *Out) {}
+func (p *probeNode) NextWake() time.Time   { return time.Time{} }
+func (p *probeNode) Close() error          { return nil }
 func (p *probeNode) AppSend(now time.Time, m AppMessage, out *Out) {
 	out.Send(Send{Link: 0, To: p.to, Class: ClassData, Data: m.Payload})
 }
@@ -348,5 +354,50 @@ func TestDeterministic(t *testing.T) {
 	}
 	if c := run(4); c == a {
 		t.Fatal("different seeds, same result")
+	}
+}
+
+func clockEpoch() time.Time { return time.Unix(1767225600, 0).UTC() }
+
+func TestOfflinePartitionLinks(t *testing.T) {
+	s, nodes := probeSim(t, []float64{0, 1000}, true, func(sc *Scenario) {
+		sc.Duration = Duration(time.Hour)
+		sc.IPLinks = []IPLinkSpec{{A: NodeRef{Index: 0}, B: NodeRef{Index: 1}}}
+		sc.Events = []EventSpec{
+			{At: Duration(10 * time.Minute), Kind: "offline", Nodes: NodeSet{Refs: []NodeRef{{Index: 1}}, isSet: true}, For: Duration(5 * time.Minute)},
+			{At: Duration(20 * time.Minute), Kind: "partition", SplitXM: 500},
+			{At: Duration(30 * time.Minute), Kind: "heal"},
+			{At: Duration(40 * time.Minute), Kind: "offline", Nodes: NodeSet{Refs: []NodeRef{{Index: 1}}, isSet: true}, For: Duration(5 * time.Minute), Restart: true},
+		}
+	})
+	// Radio frames: one while node 1 is away, one during the partition,
+	// one after the heal.
+	sendAt(s, 0, 12*time.Minute, "away")
+	sendAt(s, 0, 25*time.Minute, "cut")
+	sendAt(s, 0, 35*time.Minute, "healed")
+	if err := s.run(); err != nil {
+		t.Fatal(err)
+	}
+	want0 := []string{"0s up 0 lora", "0s up 1 tcp", "10m0s down 1", "15m0s up 1 tcp", "20m0s down 1", "30m0s up 1 tcp", "40m0s down 1", "45m0s up 1 tcp"}
+	want1 := []string{"0s up 0 lora", "0s up 1 tcp", "15m0s down 1", "15m0s up 1 tcp", "20m0s down 1", "30m0s up 1 tcp",
+		"45m0s up 0 lora", "45m0s up 1 tcp"}
+	if fmt.Sprint(nodes[0].events) != fmt.Sprint(want0) {
+		t.Errorf("node 0 link events\n got %q\nwant %q", nodes[0].events, want0)
+	}
+	// Node 1 was rebuilt at 45m: its events are on the new core.
+	reborn := s.nodes[1].node.(*probeNode)
+	if reborn == nodes[1] || reborn.starts != 1 {
+		t.Fatal("the restart did not build a new core")
+	}
+	got1 := append(append([]string{}, nodes[1].events...), reborn.events...)
+	if fmt.Sprint(got1) != fmt.Sprint(want1) {
+		t.Errorf("node 1 link events\n got %q\nwant %q", got1, want1)
+	}
+	var heard []string
+	for _, r := range append(nodes[1].got, reborn.got...) {
+		heard = append(heard, r.data)
+	}
+	if fmt.Sprint(heard) != "[healed]" {
+		t.Errorf("node 1 heard %q, want only [healed]", heard)
 	}
 }

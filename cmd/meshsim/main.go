@@ -58,10 +58,11 @@ func mainErr(args []string, stdout, stderr io.Writer) error {
 	memprofile := fs.String("memprofile", "", "write a heap profile to this file at the end")
 	tracePath := fs.String("trace", "", "write a line per status event and delivery to this file (one protocol only)")
 	parallel := fs.Bool("parallel", true, "run the two protocols concurrently (heap_bytes_per_node is measured only without)")
+	from := fs.String("from", "", "print the table of a result saved with -json (no simulation)")
 	topo := fs.Bool("topology", false, "only lay the scenario out and print its radio graph (degree, diameter)")
 	check := fs.Bool("check", false, "exit with status 3 when a result breaks the scenario's expect bounds")
 	fs.Usage = func() {
-		fmt.Fprintf(stderr, "usage: meshsim -scenario FILE [-json] [-seed N] [-protocol router|flood|both] [-duration D]\n")
+		fmt.Fprintf(stderr, "usage: meshsim -scenario FILE [-json] [-seed N] [-protocol router|flood|both] [-duration D]\n       meshsim -from RESULT.json\n")
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
@@ -69,6 +70,21 @@ func mainErr(args []string, stdout, stderr io.Writer) error {
 			return nil
 		}
 		return fmt.Errorf("%w: %v", errUsage, err)
+	}
+	if *from != "" {
+		b, err := os.ReadFile(*from)
+		if err != nil {
+			return err
+		}
+		var r sim.Result
+		if err := json.Unmarshal(b, &r); err != nil {
+			return fmt.Errorf("%s: %w", *from, err)
+		}
+		rs := []*sim.Result{&r}
+		if r.Baseline != nil {
+			rs = append(rs, r.Baseline)
+		}
+		return sim.WriteTable(stdout, rs...)
 	}
 	if *scenario == "" || fs.NArg() > 0 {
 		fs.Usage()
@@ -141,7 +157,12 @@ func mainErr(args []string, stdout, stderr io.Writer) error {
 	var wg sync.WaitGroup
 	for i, name := range names {
 		runOne := func() {
+			cpu := cpuTime()
 			results[i], errs[i] = sim.Run(sc, name, protos[name], opt)
+			if used := cpuTime() - cpu; !concurrent && errs[i] == nil && used > 0 {
+				results[i].Perf.CPUSeconds = used.Seconds()
+				results[i].Perf.SimSecondsPerCPUSecond = results[i].Perf.SimulatedS / used.Seconds()
+			}
 		}
 		if concurrent {
 			wg.Add(1)
