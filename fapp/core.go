@@ -125,9 +125,15 @@ type Options struct {
 	// MaxSearches bounds concurrent network searches. Zero: 4.
 	MaxSearches int
 	// ReservationRetry is the first resend interval of an unanswered
-	// reservation; it doubles up to 8h. Each resend also refreshes the
-	// relays' breadcrumbs for the answer. Zero: 15 minutes.
+	// reservation; it doubles up to ReservationRetryMax. Each resend also
+	// lays fresh breadcrumbs for the answer (relays keep them 15 minutes),
+	// and the therapist re-sends a decision on the newest token, so a
+	// decision made by hand reaches the patient at the latest one resend
+	// interval later. Zero: 15 minutes.
 	ReservationRetry time.Duration
+	// ReservationRetryMax caps the resend interval. Zero: 2h (about 40
+	// resends of ~130 bytes over a 72h timeout).
+	ReservationRetryMax time.Duration
 	// ReservationTimeout is when an unanswered reservation is given up.
 	// Zero: 72h.
 	ReservationTimeout time.Duration
@@ -188,6 +194,7 @@ func (o Options) withDefaults() Options {
 	dur(&o.SearchLifetime, 2*time.Minute)
 	def(&o.MaxSearches, 4)
 	dur(&o.ReservationRetry, 15*time.Minute)
+	dur(&o.ReservationRetryMax, 2*time.Hour)
 	def(&o.MaxReservations, 32)
 	return o
 }

@@ -15,9 +15,6 @@ import (
 // answer on an older token (whose breadcrumbs are long gone) is unlikely.
 const maxAttemptKeys = 4
 
-// maxRetryGap caps the doubling resend interval.
-const maxRetryGap = 8 * time.Hour
-
 // Reservation is a patient's reservation as `fapp status` shows it.
 type Reservation struct {
 	ID        RequestID `json:"id"`
@@ -180,7 +177,7 @@ func (c *Core) sendAttempt(now time.Time, r *pendingRes) error {
 	c.resByTok[tok] = r.ID
 	r.Attempts++
 	r.nextRetry = now.Add(r.gap)
-	r.gap = min(2*r.gap, maxRetryGap)
+	r.gap = min(2*r.gap, c.o.ReservationRetryMax)
 	c.emit(&SendAnon{To: r.Slot.Therapist, Token: tok, Raw: raw})
 	return nil
 }
