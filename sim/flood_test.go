@@ -142,3 +142,16 @@ func TestFloodCancelOnOverhear(t *testing.T) {
 		t.Fatalf("router role: %d data frames, want 10 (routers never cancel)", n)
 	}
 }
+
+func TestReplies(t *testing.T) {
+	sc := lineScenario(3, 1500, nil)
+	sc.Traffic[0].ReplyProb = 1
+	sc.Traffic[0].ReplyDelay = Duration(time.Second)
+	r, err := Run(sc, "flood", NewFlood, RunOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.Messages != 2 || r.Delivered != 2 {
+		t.Fatalf("%d messages, %d delivered: want the message and its reply", r.Messages, r.Delivered)
+	}
+}

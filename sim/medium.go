@@ -124,6 +124,10 @@ type pendingTag struct {
 	prefix []byte
 }
 
+// maxPendingTags bounds the labels of messages handed to the link layer whose
+// first fragment has not gone out yet.
+const maxPendingTags = 4096
+
 // radioNode is one node's LoRa radio and its link layer.
 type radioNode struct {
 	idx  int32
@@ -194,33 +198,34 @@ func newRadioNode(s *Sim, i int, link LinkID, addr transport.Addr, raw bool) (*r
 		r.audit = dutycycle.NewAudit(s.rm.band)
 	}
 	if !raw {
-		seed := s.sd.stream("lora-core", i).Int64()
-		r.eng, err = core.New(core.Options{
-			Self:       r.hint,
-			Modulation: s.rm.mod,
-			AirHeader:  s.rm.header,
-			Budget:     b,
-			Rand:       mrand.New(mrand.NewSource(seed)),
-		})
-		if err != nil {
-			return nil, fmt.Errorf("sim: node %d: LoRa link layer: %w", i, err)
+		if err := s.newEngine(r, 0); err != nil {
+			return nil, err
 		}
-		r.ids = make(map[uint16]tag)
 	}
 	return r, nil
 }
 
-// mtu is the largest message a node may hand its LoRa link.
-func (s *Sim) loraMTU(raw bool) int {
-	if raw {
-		return s.rm.mtu
+// newEngine gives r a fresh meshd LoRa link layer (at boot, or when the node
+// reboots: the daemon's transport starts over then). The duty-cycle budget
+// is kept: a reboot does not make the legal limit forget airtime.
+func (s *Sim) newEngine(r *radioNode, boot int) error {
+	seed := s.sd.stream("lora-core", int(r.idx)*1000+boot).Int64()
+	eng, err := core.New(core.Options{
+		Self:       r.hint,
+		Modulation: s.rm.mod,
+		AirHeader:  s.rm.header,
+		Budget:     r.budget,
+		Rand:       mrand.New(mrand.NewSource(seed)),
+	})
+	if err != nil {
+		return fmt.Errorf("sim: node %d: LoRa link layer: %w", r.idx, err)
 	}
-	for _, n := range s.nodes {
-		if n.radio != nil && n.radio.eng != nil {
-			return n.radio.eng.MTU()
-		}
-	}
-	return s.rm.mtu
+	r.eng = eng
+	r.ids = make(map[uint16]tag)
+	r.pending = nil
+	r.engGen++
+	r.engWakeAt = -1
+	return nil
 }
 
 // radioSend hands a frame from node n to its LoRa link.
@@ -233,6 +238,9 @@ func (s *Sim) radioSend(n *simNode, sd *Send) {
 		switch {
 		case err == nil:
 			pl := r.eng.FragmentPayload(sd.To == transport.Broadcast)
+			if len(r.pending) >= maxPendingTags {
+				r.pending = slices.Delete(r.pending, 0, 1) // a message the engine gave up before sending
+			}
 			r.pending = append(r.pending, pendingTag{tag: t, to: sd.To, prefix: bytes.Clone(sd.Data[:min(len(sd.Data), pl)])})
 			s.pump(r)
 		case errors.Is(err, core.ErrQueueFull):

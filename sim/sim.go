@@ -48,6 +48,7 @@ type simNode struct {
 	links  []linkRef
 	online bool
 	raw    bool // the protocol brings its own LoRa link layer
+	boots  int  // restarts so far
 	side   int
 
 	wakeAt  int64 // scheduled wake-up, -1 when none
@@ -530,6 +531,13 @@ func (s *Sim) setOnline(n *simNode, online, restart bool) {
 		return
 	}
 	if restart {
+		n.boots++
+		if n.radio != nil && !n.radio.raw {
+			if err := s.newEngine(n.radio, n.boots); err != nil {
+				s.fail(err)
+				return
+			}
+		}
 		_ = n.node.Close()
 		node, err := s.factory(n.env)
 		if err != nil {
@@ -554,4 +562,7 @@ func (s *Sim) setOnline(n *simNode, online, restart bool) {
 	s.prep()
 	n.node.Timer(s.timeAt(s.now), &s.out)
 	s.after(n)
+	if n.radio != nil {
+		s.pump(n.radio)
+	}
 }
