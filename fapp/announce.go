@@ -14,11 +14,17 @@ const Topic = 1
 // answers, search results).
 const Port = 2
 
-// Announce sizes. An announce is one signed flood envelope and always fits
-// one LoRa frame: the body gets what the 105 bytes of flood overhead leave.
+// Announce sizes. An announce is one signed flood envelope that fits one
+// LoRa frame: the body gets what the 105 bytes of flood overhead leave.
 const (
-	// MaxAnnounceSize is the largest announce envelope: one LoRa frame.
+	// MaxAnnounceSize is the largest announce envelope any node accepts:
+	// a LoRa frame's 254 bytes. Anything larger is ErrOversize.
 	MaxAnnounceSize = 254
+	// DefaultAnnounceBudget is the size this node's own announces are cut
+	// to by default (Options.AnnounceBudget): 254 minus the LoRa link's
+	// broadcast fragment header (10) and network-key MAC (4), so that an
+	// announce is one frame on air on every LoRa configuration.
+	DefaultAnnounceBudget = 240
 	// FloodOverhead is a flood envelope without body: header 4, topic 1,
 	// key 32, sequence 4, signature 64.
 	FloodOverhead = envelope.HeaderSize + 1 + envelope.PublicKeySize + 4 + envelope.SignatureSize
@@ -60,11 +66,12 @@ func bodySize(p *Profile, endorsements, slots int) int {
 	return bodyFixed + 2*len(p.Languages) + endorsements*endorsementSize + slots*slotSize
 }
 
-// SlotsPerAnnounce is how many slots fit one announce (one LoRa frame) next
-// to profile p and the given number of endorsements; 0 when not even one
-// does.
-func SlotsPerAnnounce(p *Profile, endorsements int) int {
-	n := (MaxBody - bodySize(p, endorsements, 0)) / slotSize
+// SlotsPerAnnounce is how many slots fit an announce envelope of at most
+// budget bytes (DefaultAnnounceBudget: one LoRa frame on air;
+// MaxAnnounceSize: the protocol's limit) next to profile p and the given
+// number of endorsements; 0 when not even one does.
+func SlotsPerAnnounce(p *Profile, endorsements, budget int) int {
+	n := (min(budget, MaxAnnounceSize) - FloodOverhead - bodySize(p, endorsements, 0)) / slotSize
 	return max(n, 0)
 }
 
@@ -94,7 +101,7 @@ func appendBody(dst []byte, a *Announce) ([]byte, error) {
 		}
 	}
 	if n := bodySize(&a.Profile, len(a.Endorsements), len(a.Slots)); n > MaxBody {
-		return dst, fmt.Errorf("%w: announce body %d bytes, at most %d (%d slots fit)", ErrOversize, n, MaxBody, SlotsPerAnnounce(&a.Profile, len(a.Endorsements)))
+		return dst, fmt.Errorf("%w: announce body %d bytes, at most %d (%d slots fit)", ErrOversize, n, MaxBody, SlotsPerAnnounce(&a.Profile, len(a.Endorsements), MaxAnnounceSize))
 	}
 	for i := range a.Slots {
 		s := &a.Slots[i]

@@ -127,11 +127,15 @@ func TestBodyLayout(t *testing.T) {
 func TestSlotsPerAnnounce(t *testing.T) {
 	p := testProfile()
 	for _, tc := range []struct {
-		langs, endorsements, want int
-	}{{1, 0, 19}, {1, 1, 7}, {2, 0, 19}, {2, 1, 7}, {4, 0, 18}, {4, 1, 6}, {1, 2, 0}} {
+		langs, endorsements, budget, want int
+	}{
+		{1, 0, MaxAnnounceSize, 19}, {1, 1, MaxAnnounceSize, 7}, {2, 0, MaxAnnounceSize, 19}, {2, 1, MaxAnnounceSize, 7},
+		{4, 0, MaxAnnounceSize, 18}, {4, 1, MaxAnnounceSize, 6}, {1, 2, MaxAnnounceSize, 0},
+		{1, 0, DefaultAnnounceBudget, 17}, {1, 1, DefaultAnnounceBudget, 5}, {4, 1, DefaultAnnounceBudget, 4}, {1, 1, 1000, 7},
+	} {
 		p.Languages = []string{"de", "en", "tr", "ru"}[:tc.langs]
-		if got := SlotsPerAnnounce(&p, tc.endorsements); got != tc.want {
-			t.Errorf("%d languages, %d endorsements: %d slots, want %d", tc.langs, tc.endorsements, got, tc.want)
+		if got := SlotsPerAnnounce(&p, tc.endorsements, tc.budget); got != tc.want {
+			t.Errorf("%d languages, %d endorsements, %d bytes: %d slots, want %d", tc.langs, tc.endorsements, tc.budget, got, tc.want)
 		}
 	}
 	// Too many slots for one frame: refused, never silently cut.
@@ -149,8 +153,8 @@ func TestPublishPaging(t *testing.T) {
 	w := newWorld(t)
 	th, id := w.therapistCore(t, "t1", testProfile(), true, 20)
 	pages := originated(th.Actions(), envelope.KindFlood)
-	if len(pages) != 3 { // 7 + 7 + 6
-		t.Fatalf("%d pages, want 3", len(pages))
+	if len(pages) != 4 { // 5 + 5 + 5 + 5 with the default 240-byte budget
+		t.Fatalf("%d pages, want 4", len(pages))
 	}
 	relay, err := New(w.opts("relay", mustIdentity(t, "relay")), nil)
 	if err != nil {
@@ -165,7 +169,7 @@ func TestPublishPaging(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if a.Page != i || a.Pages != 3 || a.Therapist != id.PublicKey() {
+		if a.Page != i || a.Pages != 4 || a.Therapist != id.PublicKey() {
 			t.Fatalf("page %d: %d/%d", i, a.Page, a.Pages)
 		}
 		seqs = append(seqs, a.Seq)
@@ -192,7 +196,7 @@ func TestPublishPaging(t *testing.T) {
 		t.Fatalf("%d pages re-sent, want 1", len(again))
 	}
 	a, _ := ParseAnnounce(again[0])
-	if a.Page != 1 || a.Seq <= seqs[2] {
+	if a.Page != 1 || a.Seq <= seqs[3] {
 		t.Fatalf("re-sent page %d seq %d", a.Page, a.Seq)
 	}
 	for _, s := range a.Slots {
@@ -211,10 +215,10 @@ func TestPublishPaging(t *testing.T) {
 	if _, err := relay.OnFlood(t0.Add(time.Minute), "n", pages[1]); !errors.Is(err, ErrRollback) {
 		t.Fatalf("old page: %v", err)
 	}
-	// Remove every slot of page 2: the count shrinks and page 2 is dropped
+	// Remove every slot of page 3: the count shrinks and page 3 is dropped
 	// everywhere.
 	for _, s := range th.Slots() {
-		if s.ID > 14 {
+		if s.ID > 15 {
 			if err := th.RemoveSlot(t0, s.ID); err != nil {
 				t.Fatal(err)
 			}
@@ -227,10 +231,10 @@ func TestPublishPaging(t *testing.T) {
 		}
 	}
 	res, _ = relay.Search(t0.Add(2*time.Minute), Filter{})
-	if len(res) != 13 {
-		t.Fatalf("relay finds %d slots, want 13", len(res))
+	if len(res) != 14 {
+		t.Fatalf("relay finds %d slots, want 14", len(res))
 	}
-	if _, err := relay.OnFlood(t0.Add(2*time.Minute), "n", pages[2]); !errors.Is(err, ErrRollback) {
+	if _, err := relay.OnFlood(t0.Add(2*time.Minute), "n", pages[3]); !errors.Is(err, ErrRollback) {
 		t.Fatalf("withdrawn page: %v", err)
 	}
 }

@@ -92,6 +92,11 @@ type Options struct {
 	// typical announces; a LoRa link fragments it).
 	ReplyPayload int
 
+	// AnnounceBudget is the largest own announce in bytes; slots beyond it
+	// go to further pages (fapp.announce_budget). Zero:
+	// DefaultAnnounceBudget (one LoRa frame on air, network key included).
+	// At most MaxAnnounceSize.
+	AnnounceBudget int
 	// AnnounceTTL is the hop limit of own announces. Zero: 16.
 	AnnounceTTL uint8
 	// QueryTTL scopes a network search (hops). Zero: 6.
@@ -179,6 +184,8 @@ func (o Options) withDefaults() Options {
 	def(&o.RepliesPerQuery, 2)
 	def(&o.ReplyPayload, 480)
 	o.ReplyPayload = max(o.ReplyPayload, 2+recordOverhead+MaxBody)
+	def(&o.AnnounceBudget, DefaultAnnounceBudget)
+	o.AnnounceBudget = min(o.AnnounceBudget, MaxAnnounceSize)
 	u8(&o.AnnounceTTL, 16)
 	u8(&o.QueryTTL, 6)
 	u8(&o.AnonTTL, 32)

@@ -41,17 +41,20 @@ func TestSizes(t *testing.T) {
 		return raw
 	}
 	p := testProfile()
-	if n := SlotsPerAnnounce(&p, 0); n != 19 {
-		t.Errorf("unendorsed: %d slots per frame, want 19", n)
-	}
-	if n := SlotsPerAnnounce(&p, 1); n != 7 {
-		t.Errorf("endorsed: %d slots per frame, want 7", n)
+	for _, tc := range []struct{ endorsements, budget, want int }{
+		{0, MaxAnnounceSize, 19}, {1, MaxAnnounceSize, 7}, {0, DefaultAnnounceBudget, 17}, {1, DefaultAnnounceBudget, 5},
+	} {
+		if n := SlotsPerAnnounce(&p, tc.endorsements, tc.budget); n != tc.want {
+			t.Errorf("%d endorsements in %d bytes: %d slots, want %d", tc.endorsements, tc.budget, n, tc.want)
+		}
 	}
 	announce(false, 0, "no free slot: still replaces older pages")
 	announce(false, 1, "")
-	announce(false, 19, "most slots per LoRa frame without endorsement")
+	announce(false, 17, "most slots in the default 240-byte budget (one LoRa frame on air with link header and MAC)")
+	announce(false, 19, "most slots in the 254-byte protocol limit")
 	one := announce(true, 3, "")
-	announce(true, 7, "most slots per LoRa frame with one endorsement")
+	announce(true, 5, "most slots in the default budget with one endorsement")
+	announce(true, 7, "most slots in the protocol limit with one endorsement")
 
 	q := makeQuery(t, networkFilter(Filter{PLZPrefix: "803", Verfahren: Verhaltenstherapie, Kostentraeger: GKV}), t0, 4, "size")
 	rows = append(rows, row{"network search (query)", len(q), "flooded, scoped by TTL (default 6 hops)"})

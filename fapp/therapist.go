@@ -99,8 +99,8 @@ func (c *Core) SetProfile(now time.Time, p Profile, cr Credentials) error {
 	if len(cr.Endorsements) > MaxEndorsements {
 		return fmt.Errorf("%w: %d endorsements, at most %d", ErrOversize, len(cr.Endorsements), MaxEndorsements)
 	}
-	if SlotsPerAnnounce(&p, len(cr.Endorsements)) == 0 {
-		return fmt.Errorf("%w: profile and %d endorsements leave no room for a slot in a %d-byte announce", ErrOversize, len(cr.Endorsements), MaxAnnounceSize)
+	if SlotsPerAnnounce(&p, len(cr.Endorsements), c.o.AnnounceBudget) == 0 {
+		return fmt.Errorf("%w: profile and %d endorsements leave no room for a slot in a %d-byte announce", ErrOversize, len(cr.Endorsements), c.o.AnnounceBudget)
 	}
 	me := c.o.Identity.PublicKey()
 	commit := cr.Attestation.Commit(me)
@@ -452,7 +452,7 @@ func (c *Core) Publish(now time.Time) error {
 func (c *Core) publish(now time.Time) error {
 	t := &c.th
 	t.publishAt = time.Time{}
-	capacity := SlotsPerAnnounce(&t.profile, len(t.creds.Endorsements))
+	capacity := SlotsPerAnnounce(&t.profile, len(t.creds.Endorsements), c.o.AnnounceBudget)
 	if capacity == 0 {
 		return fmt.Errorf("%w: no room for slots", ErrOversize)
 	}
