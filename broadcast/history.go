@@ -349,6 +349,13 @@ func (c *Core) HandleReply(now time.Time, token envelope.Token, raw []byte) erro
 	if port != PortControl {
 		return fieldErr(ErrMalformed, "history reply on port %d", port)
 	}
+	err = c.handleReplyPayload(now, pq, payload)
+	c.schedule(now)
+	return err
+}
+
+// handleReplyPayload handles the opened payload of a history reply.
+func (c *Core) handleReplyPayload(now time.Time, pq *pendingQuery, payload []byte) error {
 	rep, err := decodeReply(payload)
 	if err != nil {
 		return err
@@ -366,7 +373,6 @@ func (c *Core) HandleReply(now time.Time, token envelope.Token, raw []byte) erro
 		pq.followed = true
 		c.requestHistory(now, ch, pq.round+1)
 	}
-	c.schedule(now)
 	return nil
 }
 

@@ -362,7 +362,7 @@ func (c *Core) unmarshalPrivate(r *reader, ch *channel) {
 		p.raw = append([]byte(nil), r.take(int(r.u16("pending length")), "pending commit")...)
 		p.at = r.time("pending time")
 		if r.err == nil {
-			if _, err := decodeCommit(p.raw); err != nil || len(p.raw) == 0 || p.raw[0] != ctlCommit {
+			if _, err := decodeCommit(p.raw); err != nil {
 				r.fail(ErrMalformed, "pending commit")
 			}
 		}

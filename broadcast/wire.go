@@ -300,6 +300,12 @@ func checkPolicyName(p Policy, name string) error {
 }
 
 func decodeCommit(b []byte) (*commitMsg, error) {
+	if len(b) == 0 || b[0] != ctlCommit {
+		return nil, fieldErr(ErrMalformed, "not a commit")
+	}
+	if len(b) > envelope.MaxSize {
+		return nil, fieldErr(ErrTooLarge, "commit of %d bytes", len(b))
+	}
 	r := &reader{b: b[1:], what: "commit"}
 	var m commitMsg
 	r.copyTo(m.channel[:], "channel")
