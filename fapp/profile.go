@@ -170,11 +170,11 @@ type SlotID uint16
 
 // Slot is a free appointment.
 type Slot struct {
-	ID    SlotID   `json:"id"`
-	Type  SlotType `json:"type"`
-	Start time.Time
+	ID    SlotID    `json:"id"`
+	Type  SlotType  `json:"type"`
+	Start time.Time `json:"start"`
 	// Duration is a whole number of ticks, 5 minutes to MaxSlotDuration.
-	Duration time.Duration
+	Duration time.Duration `json:"duration"`
 	// Setting and Modalitaet say how this slot is offered: non-empty
 	// subsets of the profile's. Zero when adding a slot: the profile's.
 	Setting    Setting    `json:"setting"`

@@ -95,16 +95,22 @@ func (c *Core) StartSearch(now time.Time, d *SearchDraft) (SearchID, []Result, e
 	if d == nil || !d.solved {
 		return 0, nil, fmt.Errorf("%w: search draft not solved", ErrInvalid)
 	}
+	if _, dup := c.searches[d.q.Token]; dup {
+		return 0, nil, fmt.Errorf("%w: search draft already started", ErrInvalid)
+	}
 	if len(c.searches) >= c.o.MaxSearches {
+		d.key.Destroy()
 		return 0, nil, fmt.Errorf("%w: %d searches running", ErrRateLimited, len(c.searches))
 	}
 	local, err := c.Search(now, d.filter)
 	if err != nil {
+		d.key.Destroy()
 		return 0, nil, err
 	}
 	j := c.jitter()
 	raw, err := buildQuery(&d.q, j, c.o.QueryTTL-min(j, c.o.QueryTTL-1))
 	if err != nil {
+		d.key.Destroy()
 		return 0, nil, err
 	}
 	c.nextID++
