@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"runtime"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -47,6 +48,15 @@ func benchNode(b *testing.B, h transport.Handler, mod func(*Options)) (*Transpor
 	return tr, o.Listener.Addr().String()
 }
 
+// cpuTime is the CPU time (user + system) this process has used. Reported
+// next to wall time, it is what the benchmarks cost even on a machine busy
+// with other work, where wall time is not.
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
 // BenchmarkLinkThroughput: one link on loopback, one sender goroutine.
 // frames/s and MB/s (of frame payload) are reported.
 func BenchmarkLinkThroughput(b *testing.B) {
@@ -65,7 +75,7 @@ func BenchmarkLinkThroughput(b *testing.B) {
 			b.SetBytes(int64(size))
 			b.ReportAllocs()
 			b.ResetTimer()
-			start := time.Now()
+			start, cpu0 := time.Now(), cpuTime()
 			ctx := context.Background()
 			for i := 0; i < b.N; i++ {
 				if err := l.Send(ctx, transport.Frame{Data: data}); err != nil {
@@ -73,9 +83,10 @@ func BenchmarkLinkThroughput(b *testing.B) {
 				}
 			}
 			<-hb.done
-			el := time.Since(start)
+			el, cpu := time.Since(start), cpuTime()-cpu0
 			b.StopTimer()
 			b.ReportMetric(float64(b.N)/el.Seconds(), "frames/s")
+			b.ReportMetric(float64(cpu.Nanoseconds())/float64(b.N), "cpu-ns/op")
 		})
 	}
 }
@@ -92,6 +103,7 @@ func BenchmarkHandshake(b *testing.B) {
 			_, addrB := benchNode(b, hb, mod)
 			b.ReportAllocs()
 			b.ResetTimer()
+			cpu0 := cpuTime()
 			for i := 0; i < b.N; i++ {
 				l, err := ta.Dial(context.Background(), Peer{Endpoint: addrB})
 				if err != nil {
@@ -101,6 +113,7 @@ func BenchmarkHandshake(b *testing.B) {
 				<-hb.up
 				l.Close()
 			}
+			b.ReportMetric(float64((cpuTime()-cpu0).Nanoseconds())/float64(b.N), "cpu-ns/op")
 		})
 	}
 }
@@ -119,6 +132,7 @@ func BenchmarkHandshakeCPU(b *testing.B) {
 				b.Fatal(err)
 			}
 			b.ReportAllocs()
+			cpu0 := cpuTime()
 			for i := 0; i < b.N; i++ {
 				hi, _ := newHandshake(ki, true, nil)
 				hr, _ := newHandshake(kr, false, nil)
@@ -135,6 +149,7 @@ func BenchmarkHandshakeCPU(b *testing.B) {
 					b.Fatal(err)
 				}
 			}
+			b.ReportMetric(float64((cpuTime()-cpu0).Nanoseconds())/float64(b.N), "cpu-ns/op")
 		})
 	}
 }
