@@ -144,10 +144,6 @@ func (r *Router) onSigned(now time.Time, l *link, e *envelope.Envelope, m transp
 }
 
 func (r *Router) onAnnounce(now time.Time, l *link, raw []byte, e *envelope.Envelope, m transport.Meta, k uint64) {
-	if e.Hops >= r.o.MaxHops {
-		r.drop(DropHops)
-		return
-	}
 	if _, dup := r.dedup.get(k); dup {
 		r.dedup.seen(k)
 		r.heardRelay(l, k)
@@ -160,6 +156,11 @@ func (r *Router) onAnnounce(now time.Time, l *link, raw []byte, e *envelope.Enve
 		return
 	}
 	r.floodRelay(now, l, m, raw, k, envelope.KindAnnounce)
+	for _, pr := range r.relays[max(0, len(r.relays)-len(r.links)):] {
+		if pr.key == k {
+			pr.origin, pr.seq = p, e.Seq
+		}
+	}
 }
 
 // floodRelay schedules relays of a flood envelope on every link it should
@@ -179,13 +180,16 @@ func (r *Router) floodRelay(now time.Time, from *link, m transport.Meta, raw []b
 		at := l.airtime(len(data))
 		var delay time.Duration
 		if l.radio {
-			// Contention window of several frames; nodes that heard the frame
-			// weakly (far from its sender) go first: they cover new ground.
-			// The window grows with the neighbours that may contend.
+			// A contention window that grows with the neighbours that may
+			// contend. Nodes that heard the frame well go first: the relays
+			// that survive suppression then form routes over strong links
+			// (Meshtastic lets weak receivers go first to cover ground fast;
+			// for routes that lose fewer frames we prefer the opposite).
 			w := max(2*time.Second, at*time.Duration(4+r.activeNeighbours(now, l)))
 			delay = time.Duration(r.rnd.Int64N(int64(w)))
-			if l == from && m.HasSignal {
-				f := min(max((m.SNR+10)/20, 0), 1)
+			if l == from && m.HasSignal && l.hasFloor {
+				margin := m.SNR - l.snrFloor
+				f := 1 - min(max(margin/(2*float32(r.o.SNRMargin)), 0), 1)
 				delay += time.Duration(float32(w) * f)
 			}
 		} else {
@@ -209,6 +213,16 @@ func (r *Router) fireRelay(now time.Time, pr *pendingRelay) {
 	if pr.suppress && pr.heard >= r.o.SuppressAfter {
 		r.drop(DropSuppressed)
 		return
+	}
+	if pr.origin != nil {
+		// An announce carries our own distance over the best route we have
+		// now (not the first copy's), in path-cost units.
+		d, ok := r.advertise(now, pr.origin, pr.seq)
+		if !ok {
+			r.drop(DropNoRoute)
+			return
+		}
+		pr.data[envelope.OffsetHops] = d
 	}
 	if pr.control && !r.spendControl(now, pr.link, len(pr.data), false) {
 		r.drop(DropBudget)

@@ -51,8 +51,14 @@ type Options struct {
 	// on what it originates (routing.max_hops). Zero: 16.
 	MaxHops uint8
 	// SuppressAfter cancels a pending flood relay on a broadcast link once
-	// this many other relays of the same envelope were heard. Zero: 1.
+	// this many other relays of the same envelope were heard. Zero: 2.
 	SuppressAfter int
+
+	// SNRMargin is the signal margin (dB above the weakest frame ever
+	// decoded on the link, about the demodulator's limit) below which a
+	// radio neighbour costs extra: up to three more hops at no margin.
+	// Zero: 6.
+	SNRMargin float64
 
 	// RouteLifetime is how long a route lives without being refreshed by an
 	// announce or traffic. Zero: 3×AnnounceInterval.
@@ -121,7 +127,10 @@ func (o *Options) withDefaults() {
 		o.MaxHops = 16
 	}
 	if o.SuppressAfter <= 0 {
-		o.SuppressAfter = 1
+		o.SuppressAfter = 2
+	}
+	if o.SNRMargin <= 0 {
+		o.SNRMargin = 6
 	}
 	if o.RouteLifetime <= 0 {
 		o.RouteLifetime = 3 * o.AnnounceInterval

@@ -106,6 +106,9 @@ type pendingRelay struct {
 	heard    int
 	control  bool
 	suppress bool
+	// origin and seq: for an announce relay, whose announce it is.
+	origin *peer
+	seq    uint32
 }
 
 // counterBlock is how many send counters one store write reserves.

@@ -122,18 +122,19 @@ func (r *Router) metric(rt *route) uint32 {
 	if nb == nil {
 		return m + c
 	}
-	return m + uint32(float32(c)*nb.penalty(l))
+	return m + uint32(float32(c)*nb.penalty(l, float32(r.o.SNRMargin)))
 }
 
 // penalty is the extra cost of a hop to this neighbour, in hops (0..3).
-func (nb *neighbour) penalty(l *link) float32 {
+func (nb *neighbour) penalty(l *link, want float32) float32 {
 	var q float32
 	if nb.hasSNR && l.hasFloor {
 		// A neighbour heard close to the weakest frame ever decoded (about
 		// the demodulator's limit) loses many frames to fading and
-		// interference: below 6 dB of margin it costs up to three hops more.
-		if margin := nb.snr - l.snrFloor; margin < 6 {
-			q += (6 - margin) / 2
+		// interference: below the wanted margin it costs up to three hops
+		// more.
+		if margin := nb.snr - l.snrFloor; margin < want {
+			q += 3 * (want - max(margin, 0)) / want
 		}
 	}
 	// Expected transmissions from the hop-ack failure rate.
@@ -154,11 +155,13 @@ func (r *Router) considerRoute(now time.Time, p *peer, l *link, nb transport.Add
 	if p.addr == r.addr {
 		return
 	}
-	// Feasibility, as in Babel but on hop counts: within one sequence a
-	// neighbour is a next hop only if the distance it advertised is below
-	// the smallest distance we have had. Distances only shrink within a
-	// sequence, so every next hop is strictly closer to the destination
-	// and routes cannot loop. A newer sequence starts afresh.
+	// Feasibility, as in Babel: within one sequence a neighbour is a next
+	// hop only if the distance it advertised (the announce's cost byte) is
+	// below the distance we advertised ourselves (fd, set when we relay
+	// the announce). Along any chain of next hops advertised distances
+	// strictly shrink, so routes cannot loop. A newer sequence starts
+	// afresh; before we advertise, nobody depends on us and every
+	// neighbour is feasible.
 	if hasSeq && (!p.fdSet || seqOlder(p.fdSeq, seq)) {
 		p.fdSeq, p.fd, p.fdSet = seq, 255, true
 	}
@@ -166,24 +169,23 @@ func (r *Router) considerRoute(now time.Time, p *peer, l *link, nb transport.Add
 		p.fdSeq, p.fd, p.fdSet = p.seq, 255, true
 	}
 	if !hasSeq {
+		// Learned from traffic: a fallback when nothing better is known,
+		// or a refresh of the route the traffic came along.
 		seq = p.fdSeq
+		for i := range p.routes {
+			rt := &p.routes[i]
+			if rt.valid(now) && rt.link == l && rt.nb == nb {
+				rt.expires = now.Add(r.o.RouteLifetime)
+				return
+			}
+		}
+		if p.best(now) != nil {
+			return
+		}
 	} else if seqOlder(seq, p.fdSeq) {
 		return
-	}
-	same := -1
-	for i := range p.routes {
-		if p.routes[i].link == l && p.routes[i].nb == nb && p.routes[i].seq == seq && p.routes[i].valid(now) {
-			same = i
-		}
-	}
-	if hops >= p.fd && !(same >= 0 && p.routes[same].hops <= hops) {
-		if same >= 0 && !hasSeq {
-			p.routes[same].expires = now.Add(r.o.RouteLifetime)
-		}
+	} else if hops >= p.fd {
 		return
-	}
-	if hops < 254 {
-		p.fd = min(p.fd, hops+1)
 	}
 	cand := route{link: l, nb: nb, hops: hops, seq: seq}
 	metric := r.metric(&cand)
@@ -390,4 +392,32 @@ func (r *Router) learnReverse(now time.Time, a envelope.Addr, l *link, nb transp
 		p = c[0]
 	}
 	r.considerRoute(now, p, l, nb, hops, 0, false, transport.Meta{})
+}
+
+// linkWeight is what one hop over neighbour nb on l adds to an announce's
+// cost byte: 1 for a good hop, up to 4 for a weak or lossy radio neighbour.
+func (r *Router) linkWeight(l *link, nb transport.Addr) uint8 {
+	if !l.info.Broadcast {
+		return 1
+	}
+	n := l.neighbours[nb]
+	if n == nil {
+		return 2
+	}
+	return 1 + uint8(n.penalty(l, float32(r.o.SNRMargin))+0.5)
+}
+
+// advertise returns the cost byte to put in our relay of p's announce (our
+// own distance over the selected route) and records it as the feasibility
+// distance. ok is false when we have no route to advertise.
+func (r *Router) advertise(now time.Time, p *peer, seq uint32) (uint8, bool) {
+	rt := p.best(now)
+	if rt == nil || rt.seq != seq {
+		return 0, false
+	}
+	d := min(255, int(rt.hops)+int(r.linkWeight(rt.link, rt.nb)))
+	if p.fdSet && p.fdSeq == seq {
+		p.fd = min(p.fd, uint8(d))
+	}
+	return uint8(d), true
 }

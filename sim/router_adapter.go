@@ -30,6 +30,7 @@ type RouterParams struct {
 	RetryMax         Duration `json:"retry_max,omitempty"`
 	MaxHops          uint8    `json:"max_hops,omitempty"`
 	SuppressAfter    int      `json:"suppress_after,omitempty"`
+	SNRMargin        float64  `json:"snr_margin,omitempty"`
 	// Store is "mem" (default: a MemStore kept across restarts of the node
 	// within the run) or "bolt" (a bbolt file in the node's DataDir, group
 	// commits every CommitDelay).
@@ -73,6 +74,7 @@ func newRouterFactory(built func(*routerNode), logger *slog.Logger) Factory {
 			RetryMax:         time.Duration(p.RetryMax),
 			MaxHops:          p.MaxHops,
 			SuppressAfter:    p.SuppressAfter,
+			SNRMargin:        p.SNRMargin,
 			CommitDelay:      time.Duration(p.CommitDelay),
 			Logger:           logger,
 		}
