@@ -271,3 +271,29 @@ func TestHandshakeGolden(t *testing.T) {
 		t.Errorf("handshake transcript hash %s, want %s", got, want)
 	}
 }
+
+// A static peer that is already linked (it dialed us) is not dialed again
+// and again: Dial hands back the existing link.
+func TestStaticPeerAlreadyLinked(t *testing.T) {
+	a := startNode(t, nil)
+	b := startNode(t, nil)
+	// b dials a first.
+	if _, err := b.t.Dial(ctxT(t), Peer{Endpoint: a.addr()}); err != nil {
+		t.Fatal(err)
+	}
+	inbound := a.h.wait(t, "up", time.Second).link
+	// Whoever wins the tie-break, a's Dial to b reports success.
+	l, err := a.t.Dial(ctxT(t), Peer{Endpoint: b.addr()})
+	if err != nil {
+		t.Fatalf("dialing a peer already linked: %v", err)
+	}
+	if !waitFor(func() bool { return len(a.t.Stats().Links) == 1 && len(b.t.Stats().Links) == 1 }) {
+		t.Fatalf("links: %+v / %+v", a.t.Stats().Links, b.t.Stats().Links)
+	}
+	_ = inbound
+	select {
+	case <-l.Done():
+		t.Fatal("Dial returned a link that is down")
+	default:
+	}
+}

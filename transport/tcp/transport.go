@@ -664,6 +664,13 @@ func (t *Transport) Dial(ctx context.Context, p Peer) (*Link, error) {
 
 func (t *Transport) dial(ctx context.Context, p Peer, static bool) (*Link, error) {
 	want, hasWant := p.wantAddress()
+	if static && !hasWant && t.opts.Pins != nil {
+		// A pinned static peer is known by its key: no need to dial it while
+		// a link to it (dialed by either side) is up.
+		if k, ok, err := t.opts.Pins.Pinned(p.Endpoint); err == nil && ok {
+			want, hasWant = k.Address(), true
+		}
+	}
 	select {
 	case <-t.started:
 	case <-ctx.Done():
@@ -711,6 +718,7 @@ func (t *Transport) dial(ctx context.Context, p Peer, static bool) (*Link, error
 		return nil, ErrNotRunning
 	}
 	var pinNew bool
+	var existing *Link
 	accept := func(k envelope.PublicKey) error {
 		if p.HasKey && !k.Equal(p.Key) {
 			return fmt.Errorf("%w: %s proved key %s (fingerprint %s), configured %s (fingerprint %s)",
@@ -730,10 +738,24 @@ func (t *Transport) dial(ctx context.Context, p Peer, static bool) (*Link, error
 			}
 			pinNew = !ok
 		}
+		// Already linked over a connection the peer dialed, and the
+		// tie-break (see register) would make the peer refuse this one:
+		// stop before revealing our identity and use the existing link.
+		t.mu.Lock()
+		ex := t.links[k]
+		t.mu.Unlock()
+		if ex != nil && !ex.outbound && !lessKey(t.self, k) {
+			existing = ex
+			return fmt.Errorf("%w: keeping the existing link %s", ErrDuplicate, ex.info.ID)
+		}
 		return nil
 	}
 	sess, err := t.handshake(ctx, conn, true, accept)
 	t.untrack(conn)
+	if err != nil && existing != nil && errors.Is(err, ErrDuplicate) {
+		conn.Close()
+		return existing, nil
+	}
 	if err != nil {
 		conn.Close()
 		if ctx.Err() == nil {
@@ -751,6 +773,16 @@ func (t *Transport) dial(ctx context.Context, p Peer, static bool) (*Link, error
 	l, err := t.register(conn, sess, true)
 	if err != nil {
 		conn.Close()
+		if errors.Is(err, ErrDuplicate) {
+			// Linked already, over a connection the peer dialed: that is
+			// what the caller wanted.
+			t.mu.Lock()
+			existing := t.links[sess.peer]
+			t.mu.Unlock()
+			if existing != nil {
+				return existing, nil
+			}
+		}
 		t.handshakeFailed(err, p.Endpoint, true, p.Endpoint)
 		return nil, &HandshakeError{Reason: reasonOf(err), Remote: p.Endpoint, Outbound: true, Err: err}
 	}
