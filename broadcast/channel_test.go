@@ -338,3 +338,42 @@ func TestKDFMatchesHKDF(t *testing.T) {
 	// standard library.
 	checkHKDF(t)
 }
+
+// A removed member keeps its old epoch's keys, but what it posts with them
+// is refused once the removal is older than RemovedGrace (before, it may be
+// a message sent before the removal and still on its way).
+func TestRemovedMemberCannotKeepPosting(t *testing.T) {
+	m := newMesh(t, Options{RemovedGrace: 10 * time.Minute})
+	a, b, c := m.add("alice"), m.add("bob"), m.add("carol")
+	id := m.channel(a, "garden", 0, b, c)
+	old := c.c.chans[id].head
+	m.must(a, a.c.Remove(m.now(), id, c.key()))
+	m.settle()
+	// Carol, now removed, still holds the old epoch and sends with it.
+	post := func(text string, gen uint32) []byte {
+		sender := uint16(old.self)
+		leaf, _ := old.k.tree.derive(old.self, false)
+		ck := advance(leaf, gen)
+		return sealWith(t, old.k.tag, sender, gen, step(&ck), []byte(text))
+	}
+	if err := b.c.HandleChannel(m.now(), post("in flight", 0)); err != nil {
+		t.Fatalf("within the grace: %v", err)
+	}
+	m.clk.Advance(11 * time.Minute)
+	before := b.c.marshalChannel(b.c.chans[id])
+	if err := b.c.HandleChannel(m.now(), post("still here", 1)); !errors.Is(err, ErrNotMember) {
+		t.Fatalf("after the grace: %v", err)
+	}
+	if !bytes.Equal(before, b.c.marshalChannel(b.c.chans[id])) {
+		t.Fatal("state changed")
+	}
+	// A current member's late message of the old epoch is still fine.
+	mk, _ := func() (key32, *epoch) {
+		ep := b.c.chans[id].byHash(old.hash)
+		leaf, _ := ep.k.tree.derive(0, false)
+		return step(&leaf), ep
+	}()
+	if err := b.c.HandleChannel(m.now(), sealWith(t, old.k.tag, 0, 0, mk, []byte("late from alice"))); err != nil {
+		t.Fatalf("member's late message: %v", err)
+	}
+}

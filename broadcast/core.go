@@ -528,6 +528,10 @@ func (c *Core) receivePrivate(now time.Time, ch *channel, ep *epoch, raw []byte,
 		}
 		return fieldErr(ErrForgedSender, "a message in this node's name it did not send")
 	}
+	author := ep.roster[sender]
+	if removedAt := ch.removedAt(ep, author.Key); !removedAt.IsZero() && now.Sub(removedAt) > c.o.RemovedGrace {
+		return fieldErr(ErrNotMember, "sender %d of epoch %d was removed at %s", sender, ep.num, removedAt.Format(time.RFC3339))
+	}
 	p, err := ep.k.plan(sender, gen, c.o.MaxSkip)
 	if err != nil {
 		return err
@@ -536,7 +540,6 @@ func (c *Core) receivePrivate(now time.Time, ch *channel, ep *epoch, raw []byte,
 	if err != nil {
 		return fieldErr(ErrAuth, "epoch %d sender %d generation %d", ep.num, sender, gen)
 	}
-	author := ep.roster[sender]
 	verified := false
 	if ch.policy.Signed() {
 		if len(pt) < envelope.SignatureSize {
@@ -563,6 +566,22 @@ func (c *Core) receivePrivate(now time.Time, ch *channel, ep *epoch, raw []byte,
 }
 
 func ctOff(raw, ct []byte) int { return len(raw) - len(ct) }
+
+// removedAt is when this node learnt that key, a member of ep, is no longer
+// a member: the adoption of the earliest later epoch without it, if the
+// current epoch is without it too. Zero when key is still a member.
+func (ch *channel) removedAt(ep *epoch, key envelope.PublicKey) time.Time {
+	if ch.head == nil || ep == ch.head || rosterIndex(ch.head.roster, key) >= 0 {
+		return time.Time{}
+	}
+	at := ch.head.adopted
+	for _, e := range ch.epochs {
+		if e.num > ep.num && e.adopted.Before(at) && rosterIndex(e.roster, key) < 0 {
+			at = e.adopted
+		}
+	}
+	return at
+}
 
 func (c *Core) receiveOpen(now time.Time, ch *channel, raw, header, ct, ad []byte, at time.Time, fromHistory bool) error {
 	id := messageID(raw)

@@ -55,8 +55,9 @@ var (
 	// (a member committing, an admin removing an owner, a member posting to
 	// an announcement channel).
 	ErrNotAllowed = errors.New("broadcast: not allowed")
-	// ErrNotMember: the key is not a member of the channel, or this node is
-	// not (any more) an active member.
+	// ErrNotMember: the key is not a member of the channel (for a message:
+	// its author was removed more than Options.RemovedGrace ago), or this
+	// node is not (any more) an active member.
 	ErrNotMember = errors.New("broadcast: not a member")
 	// ErrAlreadyMember: the key is already a member, or this node already
 	// holds the channel.

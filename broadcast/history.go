@@ -330,6 +330,14 @@ func (c *Core) HandleQuery(now time.Time, raw []byte) error {
 	return nil
 }
 
+// OwnsToken reports whether t is the reply token of a history request this
+// node has pending, so the driver knows to pass the AnonReplyReceived to
+// HandleReply (other applications use anon replies too).
+func (c *Core) OwnsToken(t envelope.Token) bool {
+	_, ok := c.queries[t]
+	return ok
+}
+
 // HandleReply takes a history reply (routing.AnonReplyReceived for a token
 // of a request this node sent). Each message in it is handled like a
 // received one: delivered at most once, with Deliver.History set.

@@ -2,6 +2,7 @@ package broadcast
 
 import (
 	"crypto/subtle"
+	"encoding/binary"
 	"sort"
 	"time"
 
@@ -920,8 +921,8 @@ func (c *Core) tickChannel(now time.Time, ch *channel) {
 				ch.leaves, ch.syncs = nil, nil
 			}
 		}
-		if len(ch.pending) > 0 && ch.status == StatusActive && ch.head.self >= 0 {
-			if now.Sub(ch.pending[0].at) >= c.o.SyncAfter && now.Sub(ch.lastSync) >= c.o.SyncAfter {
+		if since := c.laggingSince(ch); !since.IsZero() && ch.status == StatusActive && ch.head.self >= 0 {
+			if now.Sub(since) >= c.o.SyncAfter && now.Sub(ch.lastSync) >= c.o.SyncAfter {
 				c.sendSync(now, ch, ch.head)
 			}
 		}
@@ -939,6 +940,19 @@ func (c *Core) tickChannel(now time.Time, ch *channel) {
 			c.requestHistory(now, ch, 0)
 		}
 	}
+}
+
+// laggingSince is when the oldest commit ahead of the current epoch that
+// cannot be placed (its parent never came) arrived; zero if none. Only such
+// commits mean this node is behind: a late commit of a lost fork is not.
+func (c *Core) laggingSince(ch *channel) time.Time {
+	var since time.Time
+	for _, p := range ch.pending {
+		if len(p.raw) >= 21 && binary.BigEndian.Uint32(p.raw[17:21]) > ch.head.num {
+			since = earliest(since, p.at)
+		}
+	}
+	return since
 }
 
 // dutyDue is when this node (an owner or admin) must next commit: the
@@ -982,8 +996,8 @@ func (c *Core) schedule(now time.Time) {
 			continue
 		}
 		w = earliest(w, c.dutyDue(ch))
-		if len(ch.pending) > 0 && ch.status == StatusActive {
-			w = earliest(w, later(ch.pending[0].at, ch.lastSync).Add(c.o.SyncAfter))
+		if since := c.laggingSince(ch); !since.IsZero() && ch.status == StatusActive {
+			w = earliest(w, later(since, ch.lastSync).Add(c.o.SyncAfter))
 		}
 		for _, e := range ch.epochs {
 			if e != ch.head && !e.retired.IsZero() {

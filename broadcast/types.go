@@ -351,6 +351,12 @@ type Options struct {
 	// EpochGrace is how long an epoch stays readable after it stopped being
 	// current. Zero: 24h.
 	EpochGrace time.Duration
+	// RemovedGrace is how long after this node learnt that a member was
+	// removed (or left) it still accepts that member's messages of the
+	// epochs before: messages sent before the removal but still on their
+	// way. After it, the removed member's old keys post nothing. Zero: 15
+	// minutes.
+	RemovedGrace time.Duration
 	// SyncAfter is how long a member waits with a commit it cannot place
 	// (its parent never came) before asking the admins to resync it. Zero:
 	// 10 minutes.
@@ -406,6 +412,7 @@ func (o *Options) withDefaults() {
 	defi(&o.KeepEpochs, 6)
 	def(&o.EpochGrace, 24*time.Hour)
 	def(&o.SyncAfter, 10*time.Minute)
+	def(&o.RemovedGrace, 15*time.Minute)
 	if o.FloodTTL == 0 {
 		o.FloodTTL = 8
 	}
