@@ -35,7 +35,7 @@ func junkAnnounce(rnd *rand.Rand, victim *envelope.PublicKey, seq uint32) []byte
 }
 
 // TestInvalidAnnounceFlood: 10,000 invalid announces a second at one node
-// for 30 simulated seconds; its memory stays bounded, the CPU spent on
+// for 10 simulated seconds; its memory stays bounded, the CPU spent on
 // signatures is capped, and messages through it keep flowing.
 func TestInvalidAnnounceFlood(t *testing.T) {
 	n, nodes := line(t, 3, true, nil)
@@ -49,7 +49,7 @@ func TestInvalidAnnounceFlood(t *testing.T) {
 	runtime.ReadMemStats(&before)
 	statsBefore := b.r.Stats()
 
-	const perSecond, seconds = 10_000, 30
+	const perSecond, seconds = 10_000, 10
 	evil := transport.Meta{From: "evil", HasSignal: true, SNR: 9}
 	sent := 0
 	var heapPeak uint64
@@ -78,7 +78,8 @@ func TestInvalidAnnounceFlood(t *testing.T) {
 			n.collect(b)
 			n.run(10 * time.Millisecond)
 		}
-		if s%10 == 9 {
+		if s%2 == 1 {
+			runtime.GC() // live heap, not garbage
 			var ms runtime.MemStats
 			runtime.ReadMemStats(&ms)
 			heapPeak = max(heapPeak, ms.HeapAlloc)
@@ -100,7 +101,7 @@ func TestInvalidAnnounceFlood(t *testing.T) {
 	if verif > seconds*260+1000 {
 		t.Fatalf("%d signature verifications in %d s", verif, seconds)
 	}
-	if heapPeak > before.HeapAlloc+8<<20 {
+	if heapPeak > before.HeapAlloc+4<<20 {
 		t.Fatalf("heap grew from %d to %d bytes", before.HeapAlloc, heapPeak)
 	}
 }

@@ -1,7 +1,10 @@
 package routing
 
 import (
+	"fmt"
 	"math/rand/v2"
+	"os"
+	"path/filepath"
 	"testing"
 	"time"
 
@@ -141,4 +144,44 @@ func FuzzRecords(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestWriteFuzzCorpus regenerates testdata/fuzz seed files from the seeds
+// above when MESHD_WRITE_CORPUS is set.
+func TestWriteFuzzCorpus(t *testing.T) {
+	if os.Getenv("MESHD_WRITE_CORPUS") == "" {
+		t.Skip("set MESHD_WRITE_CORPUS=1 to regenerate testdata/fuzz")
+	}
+	write := func(target string, i int, vals ...any) {
+		dir := filepath.Join("testdata", "fuzz", target)
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		b := []byte("go test fuzz v1\n")
+		for _, v := range vals {
+			switch v := v.(type) {
+			case []byte:
+				b = append(b, fmt.Sprintf("[]byte(%q)\n", v)...)
+			case uint8:
+				b = append(b, fmt.Sprintf("byte(%q)\n", v)...)
+			}
+		}
+		if err := os.WriteFile(filepath.Join(dir, fmt.Sprintf("seed-%02d", i)), b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i, s := range fuzzSeeds(t) {
+		write("FuzzReceive", i, s, uint8(i))
+	}
+	id, _ := envelope.IdentityFromSeed(make([]byte, 32))
+	k := id.PublicKey()
+	a := k.Address()
+	out := outRecord{ID: 3, Dst: a, Key: k, HasKey: true, Port: 1, Counter: 1, Sealed: fuzzSeeds(t)[3]}
+	write("FuzzRecords", 0, uint8(0), []byte(nil), out.marshal())
+	peer := peerRecord{Key: k, Reserved: 64, Acked: true}
+	write("FuzzRecords", 1, uint8(1), a[:], peer.marshal())
+	held := heldRecord{Raw: fuzzSeeds(t)[4]}
+	write("FuzzRecords", 2, uint8(2), []byte(nil), held.marshal())
+	in := inboxRecord{From: k, Port: 2, Payload: []byte("hello")}
+	write("FuzzRecords", 3, uint8(3), inboxKey(InboundID{From: a, Counter: 7}), in.marshal())
 }

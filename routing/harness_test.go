@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"fmt"
 	"math/rand/v2"
+	"path/filepath"
 	"sort"
 	"testing"
 	"time"
@@ -11,6 +12,7 @@ import (
 	"github.com/openmeshd/meshd/envelope"
 	"github.com/openmeshd/meshd/envelope/clock"
 	"github.com/openmeshd/meshd/routing"
+	"github.com/openmeshd/meshd/routing/boltstore"
 	"github.com/openmeshd/meshd/transport"
 )
 
@@ -36,6 +38,7 @@ type tnode struct {
 	store routing.Store
 	opts  routing.Options
 	up    bool
+	path  string // bbolt file, when the net uses bbolt
 
 	delivered []*routing.Deliver
 	statuses  []*routing.Status
@@ -77,6 +80,9 @@ type tnet struct {
 	rnd    *rand.Rand
 	delay  time.Duration
 	radio  routing.LinkInfo
+	// bolt gives each node a bbolt store in a temporary directory instead
+	// of a MemStore.
+	bolt bool
 	// onSend lets a test watch (and count) every frame put on the air; it
 	// returns true to lose the frame.
 	onSend func(from *tnode, f *routing.SendFrame) bool
@@ -96,6 +102,10 @@ func (n *tnet) add(name string, mod func(*routing.Options)) *tnode {
 		n.t.Fatal(err)
 	}
 	nd := &tnode{name: name, id: id, store: routing.NewMemStore(), up: true}
+	if n.bolt {
+		nd.path = filepath.Join(n.t.TempDir(), name+".db")
+		nd.store = n.openBolt(nd.path)
+	}
 	nd.opts = routing.Options{Identity: id, Store: nd.store, Entropy: newSeeded(uint64(len(n.nodes)) + 1),
 		Rand: rand.New(rand.NewPCG(uint64(len(n.nodes)), 1)), AnnounceDelay: 5 * time.Second}
 	if mod != nil {
@@ -111,10 +121,24 @@ func (n *tnet) add(name string, mod func(*routing.Options)) *tnode {
 	return nd
 }
 
-// restart rebuilds a node's router on its store, as after kill -9.
+func (n *tnet) openBolt(path string) routing.Store {
+	s, err := boltstore.Open(path, time.Second)
+	if err != nil {
+		n.t.Fatal(err)
+	}
+	n.t.Cleanup(func() { s.Close() })
+	return s
+}
+
+// restart rebuilds a node's router on its store, as after kill -9: what
+// the router had not committed is lost.
 func (n *tnet) restart(nd *tnode) {
 	if ms, ok := nd.store.(*routing.MemStore); ok {
 		ms.Reopen()
+	} else {
+		nd.store.Close()
+		nd.store = n.openBolt(nd.path)
+		nd.opts.Store = nd.store
 	}
 	r, err := routing.New(nd.opts, n.now())
 	if err != nil {
@@ -309,7 +333,13 @@ func (n *tnet) run(d time.Duration) {
 
 // line builds a chain of n nodes over one link type.
 func line(t testing.TB, count int, radio bool, mod func(*routing.Options)) (*tnet, []*tnode) {
+	return lineStore(t, count, radio, false, mod)
+}
+
+// lineStore is line with a choice of store.
+func lineStore(t testing.TB, count int, radio, bolt bool, mod func(*routing.Options)) (*tnet, []*tnode) {
 	n := newNet(t, 1)
+	n.bolt = bolt
 	var nodes []*tnode
 	for i := 0; i < count; i++ {
 		nodes = append(nodes, n.add(fmt.Sprintf("n%d", i), mod))

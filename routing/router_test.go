@@ -67,90 +67,102 @@ func TestPathRequestFindsUnknownDestination(t *testing.T) {
 }
 
 func TestStoreAndForwardOffline(t *testing.T) {
-	n, nodes := line(t, 3, true, func(o *routing.Options) { o.RetryMax = 5 * time.Minute })
-	n.run(10 * time.Minute)
-	a, z := nodes[0], nodes[2]
-	z.up = false
-	for i := 0; i < 5; i++ {
-		if _, err := a.r.Send(n.now(), routing.ToKey(z.id.PublicKey()), 0, []byte(fmt.Sprint("m", i))); err != nil {
-			t.Fatal(err)
-		}
-		n.collect(a)
-		n.run(time.Minute)
-	}
-	n.run(time.Hour)
-	if len(z.delivered) != 0 {
-		t.Fatal("delivered to an offline node")
-	}
-	z.up = true
-	n.restart(z)
-	n.run(30 * time.Minute)
-	if got := payloads(z.delivered); fmt.Sprint(got) != "[m0 m1 m2 m3 m4]" {
-		t.Fatalf("delivered %q", got)
-	}
-	if s := a.r.Stats(); s.Outbox != 0 || s.Acked != 5 {
-		t.Fatalf("sender stats %+v", s)
+	for _, bolt := range []bool{false, true} {
+		t.Run(fmt.Sprintf("bolt=%v", bolt), func(t *testing.T) {
+			n, nodes := lineStore(t, 3, true, bolt, func(o *routing.Options) { o.RetryMax = 5 * time.Minute })
+			n.run(10 * time.Minute)
+			a, z := nodes[0], nodes[2]
+			z.up = false
+			for i := 0; i < 5; i++ {
+				if _, err := a.r.Send(n.now(), routing.ToKey(z.id.PublicKey()), 0, []byte(fmt.Sprint("m", i))); err != nil {
+					t.Fatal(err)
+				}
+				n.collect(a)
+				n.run(time.Minute)
+			}
+			n.run(time.Hour)
+			if len(z.delivered) != 0 {
+				t.Fatal("delivered to an offline node")
+			}
+			z.up = true
+			n.restart(z)
+			n.run(30 * time.Minute)
+			if got := payloads(z.delivered); fmt.Sprint(got) != "[m0 m1 m2 m3 m4]" {
+				t.Fatalf("delivered %q", got)
+			}
+			if s := a.r.Stats(); s.Outbox != 0 || s.Acked != 5 {
+				t.Fatalf("sender stats %+v", s)
+			}
+		})
 	}
 }
 
 func TestExactlyOnceAcrossRestart(t *testing.T) {
-	n, nodes := line(t, 2, false, nil)
-	n.run(time.Minute)
-	a, z := nodes[0], nodes[1]
-	// The first ack is lost: the sender retries the same bytes, the
-	// receiver (restarted in between) must re-ack, not re-deliver.
-	drop := true
-	n.onSend = func(from *tnode, f *routing.SendFrame) bool {
-		if from == z && f.Kind == envelope.KindAck && drop {
-			drop = false
-			return true
-		}
-		return false
-	}
-	if _, err := a.r.Send(n.now(), routing.ToKey(z.id.PublicKey()), 0, []byte("once")); err != nil {
-		t.Fatal(err)
-	}
-	n.collect(a)
-	n.run(time.Second)
-	if len(z.delivered) != 1 {
-		t.Fatalf("delivered %d", len(z.delivered))
-	}
-	n.restart(z)
-	n.run(10 * time.Minute)
-	if len(z.delivered) != 1 {
-		t.Fatalf("delivered %d times, want once", len(z.delivered))
-	}
-	if s := z.r.Stats(); s.Duplicates == 0 {
-		t.Fatalf("no duplicate seen: %+v", s)
-	}
-	if s := a.r.Stats(); s.Acked != 1 || s.Outbox != 0 {
-		t.Fatalf("sender %+v", s)
+	for _, bolt := range []bool{false, true} {
+		t.Run(fmt.Sprintf("bolt=%v", bolt), func(t *testing.T) {
+			n, nodes := lineStore(t, 2, false, bolt, nil)
+			n.run(time.Minute)
+			a, z := nodes[0], nodes[1]
+			// The first ack is lost: the sender retries the same bytes, the
+			// receiver (restarted in between) must re-ack, not re-deliver.
+			drop := true
+			n.onSend = func(from *tnode, f *routing.SendFrame) bool {
+				if from == z && f.Kind == envelope.KindAck && drop {
+					drop = false
+					return true
+				}
+				return false
+			}
+			if _, err := a.r.Send(n.now(), routing.ToKey(z.id.PublicKey()), 0, []byte("once")); err != nil {
+				t.Fatal(err)
+			}
+			n.collect(a)
+			n.run(time.Second)
+			if len(z.delivered) != 1 {
+				t.Fatalf("delivered %d", len(z.delivered))
+			}
+			n.restart(z)
+			n.run(10 * time.Minute)
+			if len(z.delivered) != 1 {
+				t.Fatalf("delivered %d times, want once", len(z.delivered))
+			}
+			if s := z.r.Stats(); s.Duplicates == 0 {
+				t.Fatalf("no duplicate seen: %+v", s)
+			}
+			if s := a.r.Stats(); s.Acked != 1 || s.Outbox != 0 {
+				t.Fatalf("sender %+v", s)
+			}
+		})
 	}
 }
 
 func TestSenderRestartKeepsOutboxAndCounters(t *testing.T) {
-	n, nodes := line(t, 2, false, nil)
-	n.run(time.Minute)
-	a, z := nodes[0], nodes[1]
-	z.up = false
-	for i := 0; i < 3; i++ {
-		if _, err := a.r.Send(n.now(), routing.ToKey(z.id.PublicKey()), 0, []byte(fmt.Sprint("x", i))); err != nil {
-			t.Fatal(err)
-		}
-		n.collect(a)
-	}
-	n.run(time.Minute)
-	n.restart(a) // kill -9 and back
-	// New messages after the restart must not reuse counters.
-	if _, err := a.r.Send(n.now(), routing.ToKey(z.id.PublicKey()), 0, []byte("x3")); err != nil {
-		t.Fatal(err)
-	}
-	n.collect(a)
-	z.up = true
-	n.restart(z)
-	n.run(2 * time.Hour)
-	if got := payloads(z.delivered); fmt.Sprint(got) != "[x0 x1 x2 x3]" {
-		t.Fatalf("delivered %q", got)
+	for _, bolt := range []bool{false, true} {
+		t.Run(fmt.Sprintf("bolt=%v", bolt), func(t *testing.T) {
+			n, nodes := lineStore(t, 2, false, bolt, nil)
+			n.run(time.Minute)
+			a, z := nodes[0], nodes[1]
+			z.up = false
+			for i := 0; i < 3; i++ {
+				if _, err := a.r.Send(n.now(), routing.ToKey(z.id.PublicKey()), 0, []byte(fmt.Sprint("x", i))); err != nil {
+					t.Fatal(err)
+				}
+				n.collect(a)
+			}
+			n.run(time.Minute)
+			n.restart(a) // kill -9 and back
+			// New messages after the restart must not reuse counters.
+			if _, err := a.r.Send(n.now(), routing.ToKey(z.id.PublicKey()), 0, []byte("x3")); err != nil {
+				t.Fatal(err)
+			}
+			n.collect(a)
+			z.up = true
+			n.restart(z)
+			n.run(2 * time.Hour)
+			if got := payloads(z.delivered); fmt.Sprint(got) != "[x0 x1 x2 x3]" {
+				t.Fatalf("delivered %q", got)
+			}
+		})
 	}
 }
 
@@ -310,5 +322,52 @@ func TestHopAcks(t *testing.T) {
 	t.Logf("e2e retries %d, hop retries at h2 %d", s.Retries, nodes[2].r.Stats().HopRetries)
 	if nodes[2].r.Stats().HopRetries == 0 {
 		t.Fatal("no hop retries over a lossy hop")
+	}
+}
+
+// TestCrashBeforeCommit: with group commits, a message is only promised
+// (StateQueued) once durable, a delivery only acknowledged once the replay
+// window and the inbox are durable; a crash before the commit loses nothing
+// that was promised.
+func TestCrashBeforeCommit(t *testing.T) {
+	for _, bolt := range []bool{false, true} {
+		t.Run(fmt.Sprintf("bolt=%v", bolt), func(t *testing.T) {
+			n, nodes := lineStore(t, 2, false, bolt, func(o *routing.Options) { o.CommitDelay = 2 * time.Second })
+			n.run(time.Minute)
+			a, z := nodes[0], nodes[1]
+			id, err := a.r.Send(n.now(), routing.ToKey(z.id.PublicKey()), 0, []byte("lost before commit"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			n.collect(a)
+			if st := lastState(a, id); st != 255 {
+				t.Fatalf("state %v before the commit", st)
+			}
+			n.restart(a) // kill -9 before the group commit
+			if a.r.Stats().Outbox != 0 {
+				t.Fatal("an uncommitted message survived")
+			}
+			id, err = a.r.Send(n.now(), routing.ToKey(z.id.PublicKey()), 0, []byte("kept"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			n.collect(a)
+			n.run(3 * time.Second) // committed, sent; z received but not yet committed
+			if lastState(a, id) < routing.StateQueued || lastState(a, id) == 255 {
+				t.Fatalf("not queued after the commit delay: %v", lastState(a, id))
+			}
+			if len(z.delivered) != 0 {
+				t.Fatal("delivered before the delivery was durable")
+			}
+			n.restart(z) // z crashes before committing the delivery
+			n.restart(a) // and so does a, after committing the message
+			n.run(10 * time.Minute)
+			if got := payloads(z.delivered); fmt.Sprint(got) != "[kept]" {
+				t.Fatalf("delivered %q", got)
+			}
+			if a.r.Stats().Outbox != 0 {
+				t.Fatal("not acknowledged")
+			}
+		})
 	}
 }
