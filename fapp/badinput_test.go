@@ -2,6 +2,8 @@ package fapp
 
 import (
 	"errors"
+	"fmt"
+	"math/rand/v2"
 	"testing"
 	"time"
 
@@ -513,4 +515,111 @@ func TestBadReservations(t *testing.T) {
 			}
 		}
 	})
+}
+
+// TestSkeletons: after a therapist's pages are evicted its sequence state
+// stays (bounded), so replaying its old announce is still refused.
+func TestSkeletons(t *testing.T) {
+	w := newWorld(t)
+	o := w.opts("relay", mustIdentity(t, "relay"))
+	o.CacheEntries = 1
+	c, _ := New(o, nil)
+	var raws [][]byte
+	for i := 0; i < 8; i++ {
+		id := mustIdentity(t, fmt.Sprint("sk", i))
+		a := sampleAnnounce(t, w, id, false, 1)
+		a.Expires = t0.Add(time.Duration(i+1) * time.Hour) // each outranks the one before
+		raw, err := SignAnnounce(id, a, 8)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := c.OnFlood(t0, "n", raw); err != nil {
+			t.Fatalf("%d: %v", i, err)
+		}
+		raws = append(raws, raw)
+	}
+	if err := cacheConsistent(c); err != nil {
+		t.Fatal(err)
+	}
+	if st := c.Stats(); st.CachePages != 1 || st.Evicted != 7 {
+		t.Fatalf("%+v", st)
+	}
+	if n := len(c.cache.byKey); n != 5 { // 1 live + 4 skeletons
+		t.Fatalf("%d therapists remembered", n)
+	}
+	if _, err := c.OnFlood(t0, "n", raws[6]); !errors.Is(err, ErrDuplicate) {
+		t.Fatalf("replay of an evicted page: %v", err)
+	}
+}
+
+// TestCacheStress feeds a small cache a seeded random mix of therapists,
+// pages, sequence numbers (some stale), lifetimes and endorsements, and
+// checks its bookkeeping after every step.
+func TestCacheStress(t *testing.T) {
+	w := newWorld(t)
+	o := w.opts("relay", mustIdentity(t, "relay"))
+	o.CacheEntries, o.CacheBytes = 6, 6*(254+entryOverhead)-100
+	o.AnnounceRate = Rate{Burst: 1000, Every: time.Second}
+	c, _ := New(o, nil)
+	rng := rand.New(rand.NewPCG(1, 2))
+	type th struct {
+		id  *envelope.Identity
+		att Attestation
+		end Endorsement
+		seq uint32
+	}
+	var ths []th
+	for i := 0; i < 10; i++ {
+		id := mustIdentity(t, fmt.Sprint("st", i))
+		att := testAttestation(t, fmt.Sprint("st", i))
+		ths = append(ths, th{id: id, att: att, end: w.endorse(t, id, att, testProfile())})
+	}
+	now := t0
+	for step := 0; step < 250; step++ {
+		x := &ths[rng.IntN(len(ths))]
+		pages := 1 + rng.IntN(3)
+		seq := x.seq + 1
+		if rng.IntN(5) == 0 && x.seq > 2 {
+			seq = x.seq - uint32(rng.IntN(2)) // stale or duplicate
+		} else {
+			x.seq = seq
+		}
+		p := testProfile()
+		issued := now.Truncate(TickDuration)
+		a := &Announce{Seq: seq, Page: rng.IntN(pages), Pages: pages, Issued: issued,
+			Expires: issued.Add(time.Duration(1+rng.IntN(24)) * TickDuration * 12), Profile: p, Commitment: x.att.Commit(x.id.PublicKey())}
+		if rng.IntN(2) == 0 {
+			a.Endorsements = []Endorsement{x.end}
+		}
+		for s := 0; s < rng.IntN(5); s++ {
+			a.Slots = append(a.Slots, Slot{ID: SlotID(s + 1), Start: issued.Add(time.Duration(s+1) * time.Hour), Duration: time.Hour, Setting: Einzel, Modalitaet: Praxis})
+		}
+		raw, err := SignAnnounce(x.id, a, 8)
+		if err != nil {
+			t.Fatal(err)
+		}
+		v, err := c.OnFlood(now, "n", raw)
+		if err != nil {
+			checkKnownT(t, err)
+		} else if v != Relay {
+			t.Fatalf("step %d: verdict %s", step, v)
+		}
+		if err := cacheConsistent(c); err != nil {
+			t.Fatalf("step %d: %v", step, err)
+		}
+		if rng.IntN(10) == 0 {
+			now = now.Add(time.Duration(rng.IntN(90)) * time.Minute)
+			c.Tick(now)
+		}
+	}
+	if s := c.Stats(); s.Accepted == 0 || s.Evicted == 0 || s.Rejected["cache_full"] == 0 {
+		t.Fatalf("stress did not exercise eviction: %+v", s)
+	}
+}
+
+func checkKnownT(t *testing.T, err error) {
+	t.Helper()
+	if Reason(err) == "other" {
+		t.Fatalf("undocumented error: %v", err)
+	}
 }

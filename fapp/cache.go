@@ -216,7 +216,6 @@ func (c *cache) admit(now time.Time, a *Announce, raw []byte, by []int, verified
 	if t == nil {
 		t = &therapist{key: a.Therapist}
 		c.byKey[a.Therapist] = t
-		c.trimSkeletons()
 	}
 	if a.Seq > t.top {
 		t.top, t.count = a.Seq, a.Pages
@@ -234,6 +233,7 @@ func (c *cache) admit(now time.Time, a *Announce, raw []byte, by []int, verified
 	t.used = e.order
 	c.entries++
 	c.bytes += e.size()
+	c.trimSkeletons() // after t has its page, so it is not a skeleton
 	return e, nil
 }
 

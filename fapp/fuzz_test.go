@@ -276,6 +276,9 @@ func FuzzCore(f *testing.F) {
 				checkKnown(t, err)
 			}
 		}
+		if err := cacheConsistent(c); err != nil {
+			t.Fatal(err)
+		}
 		c.Tick(t0.Add(time.Minute))
 		c.Actions()
 	})

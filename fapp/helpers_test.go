@@ -231,6 +231,9 @@ func (m *mesh) run() {
 			for _, a := range n.core.Actions() {
 				q = append(q, m.perform(n, a)...)
 			}
+			if err := cacheConsistent(n.core); err != nil {
+				m.t.Fatalf("%s: %v", n.name, err)
+			}
 		}
 		if len(q) == 0 {
 			return
@@ -389,3 +392,32 @@ func (m *mesh) tick(d time.Duration) {
 }
 
 func bg() context.Context { return context.Background() }
+
+// cacheConsistent checks the cache's counters against its contents.
+func cacheConsistent(c *Core) error {
+	entries, size := 0, 0
+	for k, t := range c.cache.byKey {
+		live := 0
+		for p, e := range t.pages {
+			if e == nil {
+				continue
+			}
+			live++
+			entries++
+			size += e.size()
+			if e.ann.Therapist != k || e.ann.Page != p || t.seqs[p] != e.ann.Seq || p >= t.count {
+				return fmt.Errorf("page %d of %x misfiled", p, k[:4])
+			}
+		}
+		if live != t.live {
+			return fmt.Errorf("therapist %x: live %d, counted %d", k[:4], t.live, live)
+		}
+	}
+	if entries != c.cache.entries || size != c.cache.bytes {
+		return fmt.Errorf("cache counts %d/%d, contents %d/%d", c.cache.entries, c.cache.bytes, entries, size)
+	}
+	if entries > c.cache.maxEntries || size > c.cache.maxBytes {
+		return fmt.Errorf("cache over its bounds: %d/%d", entries, size)
+	}
+	return nil
+}

@@ -1,6 +1,7 @@
 package fapp
 
 import (
+	"encoding/hex"
 	"fmt"
 	"time"
 	"unicode/utf8"
@@ -37,12 +38,11 @@ func (id RequestID) String() string { return fmt.Sprintf("%x", id[:]) }
 // ParseRequestID reads the 16 hex digits String writes.
 func ParseRequestID(s string) (RequestID, error) {
 	var id RequestID
-	if len(s) != 16 {
+	b, err := hex.DecodeString(s)
+	if err != nil || len(b) != len(id) {
 		return id, fmt.Errorf("%w: request id %q (16 hex digits)", ErrInvalid, s)
 	}
-	if _, err := fmt.Sscanf(s, "%x", &id); err != nil {
-		return id, fmt.Errorf("%w: request id %q (16 hex digits)", ErrInvalid, s)
-	}
+	copy(id[:], b)
 	return id, nil
 }
 

@@ -128,10 +128,6 @@ func plzValue(s string) (uint32, error) {
 
 func plzString(v uint32) string { return fmt.Sprintf("%05d", v) }
 
-// profileSize is the encoded size of p (without the counts byte, which it
-// shares with the endorsements).
-func profileSize(p *Profile) int { return 2 + 3 + 2*len(p.Languages) }
-
 // appendProfile writes quals, offer and PLZ (the languages go after the
 // shared counts byte; see appendBody). p must be valid.
 func appendProfileHead(b []byte, p *Profile) []byte {

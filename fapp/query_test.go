@@ -130,3 +130,90 @@ func TestQueryAnswering(t *testing.T) {
 		t.Fatalf("no match: %s %d", v, len(replies))
 	}
 }
+
+// TestFilterMatch: each filter field against one profile and slot.
+func TestFilterMatch(t *testing.T) {
+	p := testProfile() // VT|TP, Erwachsene, Einzel, GKV|PKV, Praxis|Video, 80331, de
+	p.Settings = Einzel | Gruppe
+	p.Languages = []string{"de", "tr"}
+	s := Slot{ID: 1, Type: Probatorik, Start: t0.Add(48 * time.Hour), Duration: time.Hour, Setting: Gruppe, Modalitaet: Video}
+	for _, tc := range []struct {
+		name string
+		f    Filter
+		want bool
+	}{
+		{"empty", Filter{}, true},
+		{"Verfahren shared", Filter{Verfahren: TiefenpsychologischFundiert | Analytisch}, true},
+		{"Verfahren not offered", Filter{Verfahren: Analytisch}, false},
+		{"age group", Filter{Altersgruppen: KinderJugendliche}, false},
+		{"setting of the slot", Filter{Settings: Gruppe}, true},
+		{"setting the slot lacks", Filter{Settings: Einzel}, false},
+		{"Kostenträger", Filter{Kostentraeger: PKV | Beihilfe}, true},
+		{"Kostenträger not taken", Filter{Kostentraeger: Selbstzahler}, false},
+		{"modality of the slot", Filter{Modalitaeten: Video}, true},
+		{"modality the slot lacks", Filter{Modalitaeten: Praxis}, false},
+		{"slot type", Filter{SlotTypes: SlotTypes(Probatorik, Akutbehandlung)}, true},
+		{"other slot type", Filter{SlotTypes: SlotTypes(Therapieplatz)}, false},
+		{"PLZ 3 digits", Filter{PLZPrefix: "803"}, true},
+		{"PLZ 5 digits", Filter{PLZPrefix: "80331"}, true},
+		{"other PLZ", Filter{PLZPrefix: "804"}, false},
+		{"language", Filter{Language: "tr"}, true},
+		{"other language", Filter{Language: "en"}, false},
+		{"from before", Filter{From: t0.Add(47 * time.Hour)}, true},
+		{"from at start", Filter{From: t0.Add(48 * time.Hour)}, true},
+		{"from after", Filter{From: t0.Add(49 * time.Hour)}, false},
+		{"to after", Filter{To: t0.Add(49 * time.Hour)}, true},
+		{"to at start (exclusive)", Filter{To: t0.Add(48 * time.Hour)}, false},
+	} {
+		f := tc.f
+		if err := f.Validate(); err != nil {
+			t.Fatalf("%s: %v", tc.name, err)
+		}
+		got := f.matchProfile(&p) && f.matchSlot(&s, t0)
+		if got != tc.want {
+			t.Errorf("%s: %v, want %v", tc.name, got, tc.want)
+		}
+	}
+	// A slot that has started never matches.
+	var f Filter
+	if f.matchSlot(&s, s.Start) {
+		t.Error("started slot matched")
+	}
+	for _, bad := range []Filter{{PLZPrefix: "803311"}, {PLZPrefix: "8o3"}, {Language: "DE"}, {Limit: 17}, {From: t0, To: t0}, {Verfahren: 0x10}} {
+		if err := bad.Validate(); !errors.Is(err, ErrInvalid) {
+			t.Errorf("%+v: %v", bad, err)
+		}
+	}
+}
+
+func TestRequestIDText(t *testing.T) {
+	id := RequestID{1, 2, 3, 4, 5, 6, 7, 0xff}
+	got, err := ParseRequestID(id.String())
+	if err != nil || got != id {
+		t.Fatalf("%v %v", got, err)
+	}
+	for _, bad := range []string{"", "0102", "zz02030405060708", "010203040506070809"} {
+		if _, err := ParseRequestID(bad); !errors.Is(err, ErrInvalid) {
+			t.Errorf("%q: %v", bad, err)
+		}
+	}
+}
+
+// TestLimiterBounded: the limiter forgets the idlest key when full, and a
+// clock going backwards does not refill.
+func TestLimiterBounded(t *testing.T) {
+	l := newLimiter[string](Rate{Burst: 1, Every: time.Minute}, 2)
+	if !l.allow("a", t0) || !l.allow("b", t0.Add(time.Second)) || l.allow("a", t0.Add(2*time.Second)) {
+		t.Fatal("burst")
+	}
+	l.allow("c", t0.Add(3*time.Second)) // forgets a (idlest)
+	if len(l.buckets) != 2 || l.buckets["a"] != nil {
+		t.Fatalf("buckets %v", l.buckets)
+	}
+	if l.allow("b", t0.Add(-time.Hour)) {
+		t.Fatal("refilled by a clock going backwards")
+	}
+	if !l.allow("b", t0.Add(2*time.Minute)) {
+		t.Fatal("no refill")
+	}
+}
