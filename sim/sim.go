@@ -30,6 +30,9 @@ type RunOptions struct {
 	Trace io.Writer
 	// MaxEvents aborts a run that processes more events (0: no limit).
 	MaxEvents uint64
+	// Progress, when set, receives a line every million events: simulated
+	// time reached, events, messages so far.
+	Progress io.Writer
 	// MeasureMemory reports the heap the run holds per node at its end
 	// (Result.Perf.HeapBytesPerNode), forcing two garbage collections. Only
 	// meaningful when nothing else runs in the process meanwhile.
@@ -348,6 +351,10 @@ func (s *Sim) run() error {
 		e := s.q.pop()
 		s.now = e.at
 		s.events++
+		if s.opt.Progress != nil && s.events%1000000 == 0 {
+			fmt.Fprintf(s.opt.Progress, "meshsim: %s %s: %v of %v simulated, %d events, %d messages\n",
+				s.sc.Name, s.proto, time.Duration(s.now).Truncate(time.Second), time.Duration(s.end), s.events, len(s.msgs))
+		}
 		if s.opt.MaxEvents > 0 && s.events > s.opt.MaxEvents {
 			return fmt.Errorf("sim: more than %d events", s.opt.MaxEvents)
 		}

@@ -60,6 +60,7 @@ func mainErr(args []string, stdout, stderr io.Writer) error {
 	parallel := fs.Bool("parallel", true, "run the two protocols concurrently (heap_bytes_per_node is measured only without)")
 	from := fs.String("from", "", "print the table of a result saved with -json (no simulation)")
 	topo := fs.Bool("topology", false, "only lay the scenario out and print its radio graph (degree, diameter)")
+	progress := fs.Bool("progress", false, "report progress on stderr every million events")
 	check := fs.Bool("check", false, "exit with status 3 when a result breaks the scenario's expect bounds")
 	fs.Usage = func() {
 		fmt.Fprintf(stderr, "usage: meshsim -scenario FILE [-json] [-seed N] [-protocol router|flood|both] [-duration D]\n       meshsim -from RESULT.json\n")
@@ -129,6 +130,9 @@ func mainErr(args []string, stdout, stderr io.Writer) error {
 	}
 	concurrent := *parallel && len(names) > 1
 	opt := sim.RunOptions{Seed: *seed, HasSeed: *seed != 0, Duration: *duration, MeasureMemory: !concurrent}
+	if *progress {
+		opt.Progress = stderr
+	}
 	if *tracePath != "" {
 		if len(names) > 1 {
 			return fmt.Errorf("%w: -trace needs one -protocol", errUsage)
