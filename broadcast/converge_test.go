@@ -377,3 +377,28 @@ func TestPersistRoundTrip(t *testing.T) {
 		t.Fatalf("history: %v", err)
 	}
 }
+
+// A member of a busy channel that missed a few messages gets those, not
+// the hundreds it already holds but could not list in its request.
+func TestCatchUpBusyChannel(t *testing.T) {
+	m := newMesh(t, Options{RotateAfter: 10000})
+	a, b := m.add("alice"), m.add("bob")
+	id := m.channel(a, "garden", 0, b)
+	for i := 0; i < 400; i++ {
+		b.online = i < 300 || i >= 310
+		m.send(a, id, fmt.Sprintf("msg %03d", i))
+		m.settle()
+		m.clk.Advance(10 * time.Second)
+	}
+	b.online = true
+	m.must(b, b.c.CatchUp(m.now(), id))
+	m.settle()
+	if got := b.texts(id); len(got) != 400 {
+		t.Fatalf("bob has %d of 400", len(got))
+	}
+	s := b.c.Stats()
+	if s.FromHistory != 10 || s.Duplicates > 40 {
+		t.Fatalf("caught up %d, with %d duplicates", s.FromHistory, s.Duplicates)
+	}
+	t.Logf("caught up %d messages with %d duplicates", s.FromHistory, s.Duplicates)
+}

@@ -160,16 +160,17 @@ func (h *history) selectFor(now time.Time, q *historyQuery, budget int) (items [
 	return items, more
 }
 
-// haveIDs lists the id prefixes held for tags, newest first.
-func (h *history) haveIDs(now time.Time, tags [][4]byte, maxAge time.Duration) [][4]byte {
-	var out [][4]byte
+// haveIDs lists the id prefixes held for tags, newest first, and when the
+// oldest listed arrived.
+func (h *history) haveIDs(now time.Time, tags [][4]byte, maxAge time.Duration) (ids [][4]byte, oldest time.Time) {
 	items := h.ordered(tags)
-	for i := len(items) - 1; i >= 0 && len(out) < maxQueryHave; i-- {
+	for i := len(items) - 1; i >= 0 && len(ids) < maxQueryHave; i-- {
 		if now.Sub(items[i].at) <= maxAge {
-			out = append(out, [4]byte(items[i].id[:4]))
+			ids = append(ids, [4]byte(items[i].id[:4]))
+			oldest = items[i].at
 		}
 	}
-	return out
+	return ids, oldest
 }
 
 // pendingQuery is a history request this node sent: the one-time key that
@@ -189,6 +190,7 @@ const (
 	minCatchUpInterval  = 20 * time.Second
 	catchingUpFor       = 10 * time.Minute
 	historyReplyHeader  = 3
+	historySlack        = 5 * time.Minute
 	historyItemOverhead = 6
 )
 
@@ -281,7 +283,15 @@ func (c *Core) requestHistory(now time.Time, ch *channel, round int) {
 		return
 	}
 	q := historyQuery{replyKey: key.Public(), maxAge: uint32(c.o.HistoryMaxAge / time.Second), tags: tags}
-	q.have = c.hist.haveIDs(now, tags, c.o.HistoryMaxAge)
+	var oldest time.Time
+	q.have, oldest = c.hist.haveIDs(now, tags, c.o.HistoryMaxAge)
+	if len(q.have) == maxQueryHave {
+		// The list cannot name everything held: ask only for what is younger
+		// than the oldest listed (with slack for the responders' arrival
+		// times), or responders would resend what this node has but could
+		// not list.
+		q.maxAge = uint32(min(c.o.HistoryMaxAge, now.Sub(oldest)+historySlack) / time.Second)
+	}
 	e := envelope.Envelope{Kind: envelope.KindQuery, TTL: c.o.HistoryTTL, Topic: TopicHistory, Token: tok, Body: q.append(nil)}
 	raw, err := e.Append(nil)
 	if err != nil {

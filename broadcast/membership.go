@@ -917,8 +917,11 @@ func (c *Core) tickChannel(now time.Time, ch *channel) {
 				}
 			}
 			if err := c.commit(now, ch, o); err != nil {
+				// Drop the duties that cannot be done and back off, so that a
+				// commit that keeps failing does not keep NextWake at now.
 				c.log.Debug("scheduled commit failed", "channel", ch.id, "err", err)
 				ch.leaves, ch.syncs = nil, nil
+				ch.dutyAfter = now.Add(c.o.Stagger)
 			}
 		}
 		if since := c.laggingSince(ch); !since.IsZero() && ch.status == StatusActive && ch.head.self >= 0 {
@@ -972,6 +975,9 @@ func (c *Core) dutyDue(ch *channel) time.Time {
 	}
 	for _, d := range ch.syncs {
 		due = earliest(due, d.due)
+	}
+	if due.Before(ch.dutyAfter) {
+		due = ch.dutyAfter
 	}
 	return due
 }

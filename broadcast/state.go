@@ -298,6 +298,7 @@ type channel struct {
 	syncs  []duty
 
 	lastSync    time.Time // last sync request sent
+	dutyAfter   time.Time // no scheduled commit before (back-off after a failure)
 	catchUpAt   time.Time // when to ask for history (zero: not planned)
 	lastCatchUp time.Time
 }
