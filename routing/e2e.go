@@ -266,7 +266,13 @@ func (r *Router) openData(now time.Time, e *envelope.Envelope) (*peer, []byte, u
 		if _, err := e.Key.X25519(); err != nil {
 			return nil, nil, 0, false, false
 		}
-		cands = []*peer{r.peerForKey(e.Key, now)}
+		p := r.peers[e.Key.Address()]
+		if p == nil || !p.hasKey {
+			// A stranger: try its keys on a scratch peer and remember it
+			// only if the envelope opens, so junk cannot fill the table.
+			p = &peer{addr: e.Key.Address(), key: e.Key, hasKey: true, cur: -1}
+		}
+		cands = []*peer{p}
 	} else {
 		cands = r.lookup(e.Src)
 	}
@@ -280,15 +286,28 @@ func (r *Router) openData(now time.Time, e *envelope.Envelope) (*peer, []byte, u
 			if pair == nil {
 				continue
 			}
+			ok := false
+			var payload []byte
+			var port uint8
 			if e.Kind == envelope.KindAck {
-				if pair.VerifyAck(e) == nil {
-					return p, nil, 0, pq, true
-				}
+				ok = pair.VerifyAck(e) == nil
+			} else {
+				var err error
+				payload, port, err = pair.Open(nil, e)
+				ok = err == nil
+			}
+			if !ok {
 				continue
 			}
-			if payload, port, err := pair.Open(nil, e); err == nil {
-				return p, payload, port, pq, true
+			if r.peers[p.addr] != p {
+				// The scratch peer proved itself: keep it, with its pair.
+				q := r.peerForKey(p.key, now)
+				if q.e2e == nil {
+					q.e2e = p.e2e
+				}
+				p = q
 			}
+			return p, payload, port, pq, true
 		}
 	}
 	return nil, nil, 0, false, false

@@ -129,10 +129,11 @@ func (r *Router) onUnicast(now time.Time, l *link, raw []byte, e *envelope.Envel
 	case envelope.KindAnon:
 		r.addCrumb(now, e.Token, l, m.From)
 	case envelope.KindData:
-		if e.Flags&envelope.FlagKey != 0 {
+		if e.Flags&envelope.FlagKey != 0 && (r.peers[e.Key.Address()] != nil || r.roomForStrangers()) {
 			// A first contact names its sender: learn who it is, so the
 			// Ack finds its way back even if the sender's announce never
-			// reached us.
+			// reached us (never at the expense of peers learned from
+			// announces: unverified keys only fill spare room).
 			r.peerForKey(e.Key, now)
 		}
 		r.learnReverse(now, e.Src, l, m.From, e.Hops)

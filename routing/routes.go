@@ -382,6 +382,9 @@ func (r *Router) learnReverse(now time.Time, a envelope.Addr, l *link, nb transp
 		}
 		p = r.peers[full]
 		if p == nil {
+			if !r.roomForStrangers() {
+				return
+			}
 			p = r.peerForAddr(full, now)
 		}
 	} else {
@@ -421,3 +424,8 @@ func (r *Router) advertise(now time.Time, p *peer, seq uint32) (uint8, bool) {
 	}
 	return uint8(d), true
 }
+
+// roomForStrangers reports whether peers learned from unverified traffic
+// may be added: only while the table is less than three quarters full, so
+// such traffic never evicts a peer learned from a signed announce.
+func (r *Router) roomForStrangers() bool { return len(r.peers) < r.o.MaxPeers*3/4 }
