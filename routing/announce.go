@@ -175,6 +175,12 @@ func (r *Router) floodRelay(now time.Time, from *link, m transport.Meta, raw []b
 		if l == from && !l.info.Broadcast {
 			continue
 		}
+		if len(r.relays) >= maxPendingRelays {
+			// A flood of floods: the budget would drop them anyway; do not
+			// hold them in memory first.
+			r.drop(DropBudget)
+			return
+		}
 		data := clone(raw)
 		envelope.Relay(data)
 		at := l.airtime(len(data))
@@ -347,6 +353,9 @@ func (r *Router) onPathReply(now time.Time, l *link, raw []byte, e *envelope.Env
 	}
 	r.forwardUnicast(now, l, m, raw, e, k, false)
 }
+
+// maxPendingRelays bounds the flood relays waiting for their moment.
+const maxPendingRelays = 512
 
 func clone(b []byte) []byte { return append([]byte(nil), b...) }
 

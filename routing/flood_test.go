@@ -105,3 +105,28 @@ func TestInvalidAnnounceFlood(t *testing.T) {
 		t.Fatalf("heap grew from %d to %d bytes", before.HeapAlloc, heapPeak)
 	}
 }
+
+// TestQueryFloodBounded: unsigned flood kinds cost no signature, so a flood
+// of distinct queries must still not pile up relays in memory.
+func TestQueryFloodBounded(t *testing.T) {
+	n, nodes := line(t, 2, true, nil)
+	n.run(time.Minute)
+	b := nodes[1]
+	rnd := rand.New(rand.NewPCG(1, 1))
+	for i := 0; i < 20000; i++ {
+		e := envelope.Envelope{Kind: envelope.KindQuery, TTL: 5, Topic: 1, Body: []byte{byte(i), byte(i >> 8)}}
+		for j := range e.Token {
+			e.Token[j] = byte(rnd.Uint32())
+		}
+		raw, err := e.Append(nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b.r.Receive(n.now(), "radio", raw, transport.Meta{From: "evil"})
+		b.r.Actions()
+	}
+	s := b.r.Stats()
+	if s.Drops[routing.DropBudget] < 19000 || s.Breadcrumbs > 2048 {
+		t.Fatalf("budget drops %d, breadcrumbs %d", s.Drops[routing.DropBudget], s.Breadcrumbs)
+	}
+}
