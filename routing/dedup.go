@@ -108,6 +108,7 @@ type dedup struct {
 	m    map[uint64]dedupEntry
 	ring []uint64
 	next int
+	max  int
 }
 
 // dedupEntry says what the router did with the envelope.
@@ -123,7 +124,9 @@ const (
 )
 
 func newDedup(n int) *dedup {
-	return &dedup{m: make(map[uint64]dedupEntry, n), ring: make([]uint64, 0, n)}
+	// Grown on demand: an idle node (or one of meshsim's hundreds) does not
+	// pay for a full cache.
+	return &dedup{m: make(map[uint64]dedupEntry), max: n}
 }
 
 // get returns the entry for k.
@@ -138,7 +141,7 @@ func (d *dedup) put(k uint64, e dedupEntry) {
 		d.m[k] = e
 		return
 	}
-	if len(d.ring) < cap(d.ring) {
+	if len(d.ring) < d.max {
 		d.ring = append(d.ring, k)
 	} else {
 		delete(d.m, d.ring[d.next])
