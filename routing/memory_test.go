@@ -15,8 +15,8 @@ import (
 // 500-node mesh (every announce verified, a route to each) with a full
 // dedup cache: the per-node cost in a meshsim run of lora-500.
 func TestMemoryPerNode(t *testing.T) {
-	if testing.Short() {
-		t.Skip("signs and verifies 500 announces")
+	if testing.Short() || raceEnabled {
+		t.Skip("signs and verifies 500 announces; heap sizes differ under the race detector")
 	}
 	const peers, routers = 500, 4
 	var anns [][]byte
