@@ -22,7 +22,6 @@ type link struct {
 	dcSlots  [60]time.Duration
 	dcMinute int64
 	queue    []queuedFrame
-	queueAt  time.Time
 	// queueWake is when the queue may make progress.
 	queueWake time.Time
 

@@ -63,10 +63,9 @@ type Router struct {
 	// Smoothed end-to-end round trip per hop on radio and on fast links.
 	rttHopRadio, rttHopFast time.Duration
 
-	annSeq  uint32
-	annRaw  []byte
-	annAt   time.Time
-	lastRsv uint32 // announce seq persisted
+	annSeq uint32
+	annRaw []byte
+	annAt  time.Time
 
 	batch       Batch
 	batchSince  time.Time
@@ -195,7 +194,6 @@ func (r *Router) load(now time.Time) error {
 			r.nextID = r.idRsv
 		case bytes.Equal(k, metaSeq) && len(v) == 4:
 			r.annSeq = binary.BigEndian.Uint32(v)
-			r.lastRsv = r.annSeq
 		}
 		return nil
 	})

@@ -144,13 +144,13 @@ func (nb *neighbour) penalty(l *link, want float32) float32 {
 	return min(q, 3)
 }
 
-// considerRoute offers a route to p via neighbour nb on l with hops hops
-// after it. hasSeq says the offer comes from an announce with sequence seq
-// (else it was learned from traffic and carries p's current sequence).
-// Among fresh routes the lowest metric wins; routes from an older sequence
-// than the newest known are not feasible (they may lead back through us).
-// A new route must beat the current one by a margin that grows with recent
-// changes (flap damping).
+// considerRoute offers a route to p via neighbour nb on l whose advertised
+// cost (hop units after the neighbour) is hops. hasSeq says the offer comes
+// from an announce or path reply with sequence seq; otherwise it was
+// learned from traffic and only fills in for a missing route or refreshes
+// the route the traffic came along. Among the feasible candidates of the
+// newest sequence the lowest metric wins; a switch must beat the current
+// route by a margin that grows with recent switches (flap damping).
 func (r *Router) considerRoute(now time.Time, p *peer, l *link, nb transport.Addr, hops uint8, seq uint32, hasSeq bool, m transport.Meta) {
 	if p.addr == r.addr {
 		return
