@@ -20,7 +20,8 @@ import (
 // acknowledgement). The simulator calls Overhear only when the scenario sets
 // radio.overhear (Link.Overhears tells the node): meshd's LoRa link layer
 // (transport/lora/core) drops such frames today, so by default nobody
-// overhears.
+// overhears. On meshd's link layer only complete one-fragment messages are
+// shown (their payload); on a raw link, the frame.
 type Overhearer interface {
 	Overhear(now time.Time, l LinkID, to transport.Addr, data []byte, m transport.Meta, out *Out)
 }
@@ -557,10 +558,14 @@ func (s *Sim) txEnd(tx *transmission) {
 func (s *Sim) radioDeliver(m *simNode, from *radioNode, f *txFrame, meta transport.Meta) {
 	rj := m.radio
 	if rj.raw {
+		meta.From = from.addr
 		if f.to != transport.Broadcast && f.to != rj.addr {
+			if _, yes := m.node.(Overhearer); yes && s.rm.overhear {
+				s.rxbuf = append(s.rxbuf[:0], f.data...)
+				s.callOverhear(m, rj.link, f.to, s.rxbuf, meta)
+			}
 			return
 		}
-		meta.From = from.addr
 		s.rxbuf = append(s.rxbuf[:0], f.data...)
 		s.callReceive(m, rj.link, s.rxbuf, meta)
 		return

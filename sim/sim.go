@@ -300,7 +300,6 @@ func (s *Sim) buildNodes() error {
 			sn.raw = ok && rr.RawRadio()
 			if sn.raw {
 				links[radioLink].Info.MTU = s.rm.mtu
-				links[radioLink].Overhears = false
 			}
 			r, err := newRadioNode(s, i, LinkID(radioLink), sn.hint, sn.raw)
 			if err != nil {
