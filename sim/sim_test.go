@@ -401,3 +401,51 @@ func TestOfflinePartitionLinks(t *testing.T) {
 		t.Errorf("node 1 heard %q, want only [healed]", heard)
 	}
 }
+
+// overProbe is a probeNode that also overhears.
+type overProbe struct {
+	probeNode
+	over []string
+}
+
+func (p *overProbe) Overhear(now time.Time, l LinkID, to transport.Addr, data []byte, m transport.Meta, out *Out) {
+	p.over = append(p.over, string(data))
+}
+
+func TestOverhear(t *testing.T) {
+	for _, raw := range []bool{false, true} {
+		for _, on := range []bool{false, true} {
+			sc := &Scenario{Name: "over", Seed: 1, Duration: Duration(time.Minute)}
+			sc.Radio.PathLoss.NoShadow, sc.Radio.PathLoss.NoFading, sc.Radio.Overhear = true, true, on
+			sc.Groups = []GroupSpec{{Count: 3, Layout: LayoutSpec{Kind: "positions", Positions: [][2]float64{{0, 0}, {500, 0}, {0, 500}}}}}
+			var nodes []*overProbe
+			s, err := newSim(sc, "probe", func(env Env) (Node, error) {
+				p := &overProbe{probeNode: probeNode{raw: raw, links: env.Links}}
+				nodes = append(nodes, p)
+				return p, nil
+			}, RunOptions{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			nodes[0].to = s.nodes[1].hint
+			sendAt(s, 0, time.Second, "for-1")
+			if err := s.run(); err != nil {
+				t.Fatal(err)
+			}
+			s.cleanup()
+			if len(nodes[1].got) != 1 || nodes[1].got[0].data != "for-1" {
+				t.Errorf("raw %v overhear %v: addressee got %v", raw, on, nodes[1].got)
+			}
+			want := 0
+			if on {
+				want = 1
+			}
+			if len(nodes[2].over) != want || len(nodes[2].got) != 0 || (want == 1 && nodes[2].over[0] != "for-1") {
+				t.Errorf("raw %v overhear %v: third node overheard %q, received %d", raw, on, nodes[2].over, len(nodes[2].got))
+			}
+			if nodes[2].links[0].Overhears != on {
+				t.Errorf("raw %v overhear %v: Link.Overhears %v", raw, on, nodes[2].links[0].Overhears)
+			}
+		}
+	}
+}
