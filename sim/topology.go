@@ -170,6 +170,14 @@ func (t *topology) groupConnected(rm *radioModel, sd seeds, base, n int) bool {
 // graphStats summarises the ideal radio graph: mean degree and diameter in
 // hops (over radio edges only, largest finite distance).
 func (t *topology) graphStats() (meanDegree float64, diameter int) {
+	meanDegree, diameter, _ = t.graphHist()
+	return meanDegree, diameter
+}
+
+// graphHist is graphStats plus the number of ordered pairs of radio nodes at
+// each hop distance (index 0: not connected by radio).
+func (t *topology) graphHist() (meanDegree float64, diameter int, hist []int) {
+	hist = []int{0}
 	n := len(t.pos)
 	radios := 0
 	deg := 0
@@ -194,15 +202,24 @@ func (t *topology) graphStats() (meanDegree float64, diameter int) {
 					if int(dist[b]) > diameter {
 						diameter = int(dist[b])
 					}
+					for len(hist) <= int(dist[b]) {
+						hist = append(hist, 0)
+					}
+					hist[dist[b]]++
 					queue = append(queue, b)
 				}
+			}
+		}
+		for j := range dist {
+			if j != s && t.radio[j] && dist[j] < 0 {
+				hist[0]++
 			}
 		}
 	}
 	if radios > 0 {
 		meanDegree = float64(deg) / float64(radios)
 	}
-	return meanDegree, diameter
+	return meanDegree, diameter, hist
 }
 
 // TopologyInfo summarises a scenario's radio graph without running it.
@@ -213,6 +230,9 @@ type TopologyInfo struct {
 	MeanDegree float64 `json:"mean_degree"`
 	Diameter   int     `json:"diameter_hops"`
 	MeanNbrs   float64 `json:"mean_interferers"`
+	// Hops[h] is the share of ordered pairs of radio nodes h radio hops
+	// apart on the ideal graph (Hops[0]: not connected by radio).
+	Hops []float64 `json:"hops"`
 }
 
 // DescribeTopology lays out a scenario for a seed and summarises its ideal
@@ -228,7 +248,15 @@ func DescribeTopology(sc *Scenario, seed uint64) (TopologyInfo, error) {
 		return TopologyInfo{}, err
 	}
 	info := TopologyInfo{Nodes: len(t.pos), RangeM: math.Round(rm.rangeM(0)), IdealRange: math.Round(rm.rangeM(rm.idealMargin))}
-	info.MeanDegree, info.Diameter = t.graphStats()
+	var hist []int
+	info.MeanDegree, info.Diameter, hist = t.graphHist()
+	total := 0
+	for _, c := range hist {
+		total += c
+	}
+	for _, c := range hist {
+		info.Hops = append(info.Hops, math.Round(float64(c)/float64(max(total, 1))*1e4)/1e4)
+	}
 	info.MeanDegree = math.Round(info.MeanDegree*100) / 100
 	nb := 0
 	for _, l := range t.nbrs {
