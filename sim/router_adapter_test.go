@@ -65,10 +65,12 @@ func TestRouterScenarioFile(t *testing.T) {
 		sum.Peers += s.Peers
 		sum.Held += s.Held
 		sum.Duplicates += s.Duplicates
+		sum.StoreCommits += s.StoreCommits
 	}
 	t.Logf("router totals: out %v in %v overheard %d relayed %d retries %d hopretries %d pathreq %d pathrep %d verif %d routes/node %d peers/node %d held %d dups %d",
 		sum.FramesOut, sum.FramesIn, sum.Overheard, sum.Relayed, sum.Retries, sum.HopRetries, sum.PathRequests, sum.PathReplies, sum.Verifications,
 		sum.Routes/max(1, len(nodes)), sum.Peers/max(1, len(nodes)), sum.Held, sum.Duplicates)
+	t.Logf("store commits per node: %d", sum.StoreCommits/uint64(max(1, len(nodes))))
 	for i, d := range sum.Drops {
 		if d > 0 {
 			t.Logf("drop %s: %d", routing.DropReason(i), d)
