@@ -210,6 +210,9 @@ func (n *Node) handler(token string) http.Handler {
 	mux.HandleFunc("POST /v1/inbox/{seq}/read", n.apiRead)
 	mux.HandleFunc("GET /v1/events", n.apiEvents)
 	mux.HandleFunc("GET /metrics", n.apiMetrics)
+	for _, a := range n.apps {
+		a.Routes(mux)
+	}
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		// The catch-all hides the mux's own 405: find the methods the path
 		// does have.

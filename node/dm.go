@@ -197,8 +197,13 @@ func (n *Node) deliver(now time.Time, d *routing.Deliver) {
 			n.hub.publish("message", now, m)
 		}
 	default:
-		// Other applications are wired in by their own issues; acknowledge
-		// so the router does not hold the message forever.
+		if a := n.appByPort[d.Port]; a != nil {
+			a.Deliver(now, d)
+			return
+		}
+		// No application on this port: acknowledge so the router does not
+		// keep delivering it.
+		n.log.Debug("message for a port no application serves", "port", d.Port)
 		if !d.Anonymous {
 			n.router.AppAck(now, d.ID)
 		}

@@ -62,6 +62,9 @@ type Node struct {
 	pending  map[routing.MsgID]chan routing.Status // API sends waiting for durability
 	started  time.Time
 
+	apps      []app
+	appByPort map[uint8]app
+
 	stats nodeStats
 }
 
@@ -88,7 +91,7 @@ func New(cfg Config, o Options) (*Node, error) {
 	}
 	n := &Node{cfg: cfg, paths: paths, o: o, log: o.Logger, clk: o.Clock, hub: newHub(),
 		events: make(chan func(time.Time), 1024), links: map[routing.LinkID]*linkState{},
-		pending: map[routing.MsgID]chan routing.Status{}, loopDone: make(chan struct{})}
+		pending: map[routing.MsgID]chan routing.Status{}, loopDone: make(chan struct{}), appByPort: map[uint8]app{}}
 	if n.log == nil {
 		n.log = slog.New(slog.DiscardHandler)
 	}
@@ -138,6 +141,7 @@ func New(cfg Config, o Options) (*Node, error) {
 		MessageTTL:       cfg.Routing.MessageTTL,
 		HeldBytes:        cfg.Routing.HeldBytes,
 		CommitDelay:      cfg.Routing.CommitDelay,
+		FloodFilter:      n.floodFilter,
 	}
 	if n.router, err = routing.New(ro, n.clk.Now()); err != nil {
 		return fail(fmt.Errorf("router: %w", err))
@@ -166,6 +170,9 @@ func (n *Node) Run(ctx context.Context) error {
 	stop := func() {
 		stopLoop()
 		<-n.loopDone
+		for _, a := range n.apps {
+			a.Close()
+		}
 		n.close()
 	}
 
@@ -244,7 +251,9 @@ func (n *Node) loop(ctx context.Context) {
 		case ev := <-n.events:
 			ev(n.clk.Now())
 		case <-timer.C:
-			n.router.Tick(n.clk.Now())
+			now := n.clk.Now()
+			n.router.Tick(now)
+			n.tickApps(now)
 		case <-ctx.Done():
 			n.drain()
 			return
@@ -283,7 +292,11 @@ func (n *Node) afterEvent(timer *time.Timer) {
 		}
 	}
 	d := time.Hour
-	if w := n.router.NextWake(); !w.IsZero() {
+	w := n.router.NextWake()
+	if a := n.appsWake(); !a.IsZero() && (w.IsZero() || a.Before(w)) {
+		w = a
+	}
+	if !w.IsZero() {
 		d = max(0, w.Sub(n.clk.Now()))
 	}
 	timer.Reset(d)
@@ -321,9 +334,17 @@ func (n *Node) call(ctx context.Context, f func(now time.Time)) error {
 	}
 }
 
-// dispatch carries out router actions. It runs on the loop and never blocks
-// on a link: frames go to per-link queues.
+// dispatch carries out router actions, and those that handling them
+// produces (an app answering a delivery). It runs on the loop and never
+// blocks on a link: frames go to per-link queues.
 func (n *Node) dispatch(actions []routing.Action) {
+	for round := 0; len(actions) > 0 && round < 16; round++ {
+		n.dispatchOnce(actions)
+		actions = n.router.Actions()
+	}
+}
+
+func (n *Node) dispatchOnce(actions []routing.Action) {
 	now := n.clk.Now()
 	for _, a := range actions {
 		switch a := a.(type) {
@@ -337,8 +358,16 @@ func (n *Node) dispatch(actions []routing.Action) {
 			n.deliver(now, a)
 		case *routing.Status:
 			n.status(now, a)
-		case *routing.FloodReceived, *routing.AnonReplyReceived:
-			// Channels and FAPP subscribe here when they are wired in.
+		case *routing.FloodReceived:
+			for _, ap := range n.apps {
+				ap.Flood(now, a)
+			}
+		case *routing.AnonReplyReceived:
+			for _, ap := range n.apps {
+				if ap.AnonReply(now, a) {
+					break
+				}
+			}
 		}
 	}
 }
