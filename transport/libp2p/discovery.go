@@ -1,0 +1,204 @@
+//go:build !router
+
+package libp2p
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/ipfs/go-cid"
+	dht "github.com/libp2p/go-libp2p-kad-dht"
+	"github.com/libp2p/go-libp2p/core/network"
+	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/libp2p/go-libp2p/p2p/discovery/mdns"
+	mh "github.com/multiformats/go-multihash"
+)
+
+// RendezvousKey is the DHT key under which the nodes of a mesh network
+// provide themselves.
+func RendezvousKey(networkID string) cid.Cid {
+	sum, _ := mh.Sum([]byte("meshd/v1/rendezvous/"+networkID), mh.SHA2_256, -1)
+	return cid.NewCidV1(cid.Raw, sum)
+}
+
+// startDHT starts meshd's own Kademlia DHT: values off (meshd stores
+// nothing in it), providers in a bounded in-memory store (only the
+// rendezvous records), bootstrap peers from the options.
+func (t *Transport) startDHT(ctx context.Context) error {
+	mode := dht.ModeAutoServer
+	if t.opts.DHTClient {
+		mode = dht.ModeClient
+	}
+	prov := newProviderStore(256, 64)
+	d, err := dht.New(ctx, t.host,
+		dht.ProtocolPrefix(dhtPrefix),
+		dht.Mode(mode),
+		dht.DisableValues(),
+		dht.ProviderStore(prov),
+		dht.BootstrapPeers(t.bootstrap...),
+		dht.RoutingTableRefreshPeriod(10*time.Minute),
+	)
+	if err != nil {
+		return fmt.Errorf("libp2p: dht: %w", err)
+	}
+	t.mu.Lock()
+	t.dht, t.prov = d, prov
+	t.mu.Unlock()
+	return nil
+}
+
+// startDiscovery starts the bootstrap, rendezvous and mDNS loops.
+func (t *Transport) startDiscovery(ctx context.Context) {
+	t.wg.Add(2)
+	go func() {
+		defer t.wg.Done()
+		t.bootstrapLoop(ctx)
+	}()
+	go func() {
+		defer t.wg.Done()
+		t.rendezvousLoop(ctx)
+	}()
+	if t.opts.MDNS {
+		svc := mdns.NewMdnsService(t.host, "_meshd-libp2p._udp", mdnsNotifee{t})
+		if err := svc.Start(); err != nil {
+			t.log.Warn("libp2p: mDNS disabled", "err", err.Error())
+			return
+		}
+		t.mu.Lock()
+		t.mdns = svc
+		t.mu.Unlock()
+	}
+}
+
+func (t *Transport) stopDiscovery() {
+	t.mu.Lock()
+	svc := t.mdns
+	t.mdns = nil
+	t.mu.Unlock()
+	if svc != nil {
+		svc.Close()
+	}
+}
+
+type mdnsNotifee struct{ t *Transport }
+
+// HandlePeerFound connects to a peer mDNS found (bounded by the spawn and
+// the resource manager).
+func (n mdnsNotifee) HandlePeerFound(ai peer.AddrInfo) {
+	t := n.t
+	if ai.ID == t.pid {
+		return
+	}
+	t.count(&t.st.mdnsFound)
+	t.spawn(func() { t.connect(ai) })
+}
+
+// connect dials a peer, bounded in time.
+func (t *Transport) connect(ai peer.AddrInfo) error {
+	t.mu.Lock()
+	bh, ctx := t.host, t.runCtx
+	t.mu.Unlock()
+	if bh == nil {
+		return ErrNotRunning
+	}
+	if bh.Network().Connectedness(ai.ID) == network.Connected {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+	defer cancel()
+	t.count(&t.st.dials)
+	if err := bh.Connect(ctx, ai); err != nil {
+		t.count(&t.st.dialFailures)
+		return err
+	}
+	return nil
+}
+
+// bootstrapLoop keeps at least one bootstrap peer connected: it dials them
+// all at start and again, with backoff, whenever none is connected.
+func (t *Transport) bootstrapLoop(ctx context.Context) {
+	if len(t.bootstrap) == 0 {
+		return
+	}
+	wait := time.Second
+	for {
+		connected := 0
+		for _, ai := range t.bootstrap {
+			if t.host.Network().Connectedness(ai.ID) == network.Connected {
+				connected++
+			}
+		}
+		if connected == 0 {
+			for _, ai := range t.bootstrap {
+				if err := t.connect(ai); err != nil {
+					t.logEvery("bootstrap:"+ai.ID.String(), slog.LevelInfo, "libp2p: bootstrap peer unreachable; will retry", "peer", ai.String(), "err", err.Error())
+				} else {
+					connected++
+				}
+			}
+			if connected > 0 && t.dht != nil {
+				_ = t.dht.Bootstrap(ctx)
+				wait = time.Second
+			}
+		}
+		if connected == 0 {
+			wait = min(2*wait, 2*time.Minute)
+		} else {
+			wait = 30 * time.Second
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(wait):
+		}
+	}
+}
+
+// rendezvousLoop provides the network's rendezvous key in the DHT and
+// connects to the other providers: at once, then after 2, 4, 8 ... seconds
+// up to RendezvousInterval, then every RendezvousInterval. A round also
+// reopens links to connected meshd peers that have none.
+func (t *Transport) rendezvousLoop(ctx context.Context) {
+	key := RendezvousKey(t.opts.NetworkID)
+	wait := 2 * time.Second
+	for {
+		if len(t.host.Network().Peers()) > 0 {
+			t.rendezvous(ctx, key)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(min(wait, t.opts.RendezvousInterval)):
+		}
+		wait = min(2*wait, t.opts.RendezvousInterval)
+	}
+}
+
+func (t *Transport) rendezvous(ctx context.Context, key cid.Cid) {
+	t.count(&t.st.rendezvousRounds)
+	rctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	if err := t.dht.Provide(rctx, key, true); err != nil {
+		t.logEvery("provide", slog.LevelDebug, "libp2p: providing the rendezvous key failed", "err", err.Error())
+	}
+	found := 0
+	for ai := range t.dht.FindProvidersAsync(rctx, key, 64) {
+		if ai.ID == t.pid || len(ai.Addrs) == 0 {
+			continue
+		}
+		found++
+		if t.host.Network().Connectedness(ai.ID) != network.Connected {
+			t.spawn(func() { t.connect(ai) })
+		}
+	}
+	t.st.rendezvousFound.Store(uint64(found))
+	for _, p := range t.host.Network().Peers() {
+		if t.linkTo(p) == nil && t.opener(p) {
+			if protos, err := t.host.Peerstore().SupportsProtocols(p, EnvelopeProtocol); err == nil && len(protos) > 0 {
+				t.maybeOpen(p, false)
+			}
+		}
+	}
+}

@@ -1,0 +1,35 @@
+//go:build !router && (amd64 || arm64)
+
+package libp2p
+
+import (
+	"crypto/rand"
+
+	"github.com/libp2p/go-libp2p/core/crypto"
+	"github.com/libp2p/go-libp2p/core/network"
+	"github.com/libp2p/go-libp2p/p2p/net/swarm"
+	libp2pquic "github.com/libp2p/go-libp2p/p2p/transport/quic"
+	"github.com/libp2p/go-libp2p/p2p/transport/quicreuse"
+	"github.com/quic-go/quic-go"
+)
+
+// quicBuilt says whether this build carries QUIC (64-bit x86 and ARM only:
+// see docs/libp2p.md for what it costs and why routers go without).
+const quicBuilt = true
+
+func addQUIC(sw *swarm.Swarm, priv crypto.PrivKey, rm network.ResourceManager) error {
+	var srk quic.StatelessResetKey
+	var tk quic.TokenGeneratorKey
+	rand.Read(srk[:])
+	rand.Read(tk[:])
+	qcm, err := quicreuse.NewConnManager(srk, tk)
+	if err != nil {
+		return err
+	}
+	t, err := libp2pquic.NewTransport(priv, qcm, nil, nil, rm)
+	if err != nil {
+		qcm.Close()
+		return err
+	}
+	return sw.AddTransport(t)
+}
