@@ -231,6 +231,14 @@ func (r *Router) fireRelay(now time.Time, pr *pendingRelay) {
 		pr.data[envelope.OffsetHops] = d
 	}
 	if pr.control && !r.spendControl(now, pr.link, len(pr.data), false) {
+		if pr.origin != nil && len(r.relays) < maxPendingRelays {
+			// An announce waits for the budget instead of being lost:
+			// meanwhile other relays may make it unnecessary (suppression).
+			need := pr.link.airtime(len(pr.data)).Seconds() - pr.link.budget
+			pr.due = now.Add(time.Duration(need/pr.link.budgetRate*float64(time.Second)) + time.Duration(r.rnd.Int64N(int64(time.Second))))
+			r.relays = append(r.relays, pr)
+			return
+		}
 		r.drop(DropBudget)
 		return
 	}
@@ -246,6 +254,20 @@ func (r *Router) pathRequest(now time.Time, a envelope.Addr) {
 		if !p.pathReqAt.IsZero() && now.Sub(p.pathReqAt) < pathReqBackoff(p.pathReqN) {
 			return
 		}
+	}
+	// A node asks at most once every PathRequestEvery (burst of two): in a
+	// big mesh that has just booted, nearly every destination is unknown
+	// until the announces have spread, and a path request per message would
+	// flood the channel. What waits is sent when a route appears.
+	if el := now.Sub(r.pathReqAt).Seconds(); el > 0 {
+		r.pathTokens = min(2, r.pathTokens+el/r.o.PathRequestEvery.Seconds())
+		r.pathReqAt = now
+	}
+	if r.pathTokens < 1 {
+		return
+	}
+	r.pathTokens--
+	if p != nil {
 		p.pathReqAt = now
 		if p.pathReqN < 16 {
 			p.pathReqN++

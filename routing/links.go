@@ -244,14 +244,20 @@ func (r *Router) emit(now time.Time, l *link, to transport.Addr, prio transport.
 	r.transmit(now, l, &f, control)
 }
 
+// dcAllows reports whether a frame of n bytes fits the duty cycle. The
+// router keeps to half the legal limit: the link adds acknowledgements and
+// retransmissions of its own, and must never have to refuse a frame.
 func (r *Router) dcAllows(now time.Time, l *link, n int) bool {
-	limit := time.Duration(l.info.DutyCycle * float64(time.Hour))
+	limit := time.Duration(l.info.DutyCycle / 2 * float64(time.Hour))
 	return l.dcUsed(now)+l.airtime(n) <= limit
 }
 
 func (r *Router) transmit(now time.Time, l *link, f *SendFrame, control bool) {
 	at := l.airtime(len(f.Data))
 	if l.info.DutyCycle > 0 {
+		if f.To != transport.Broadcast {
+			at += l.airtime(12) // the link's acknowledgement
+		}
 		l.dcAdvance(now)
 		l.dcSlots[l.dcMinute%60] += at
 	}

@@ -65,6 +65,9 @@ type Options struct {
 	RouteLifetime time.Duration
 	// PathRequestTTL scopes a path request (hops). Zero: 8.
 	PathRequestTTL uint8
+	// PathRequestEvery is the least time between two path requests this
+	// node originates (bursts of two). Zero: 1 minute.
+	PathRequestEvery time.Duration
 
 	// MessageTTL is how long an own message is retried and a held message
 	// kept (routing.message_ttl). Zero: 24h.
@@ -134,6 +137,9 @@ func (o *Options) withDefaults() {
 	}
 	if o.RouteLifetime <= 0 {
 		o.RouteLifetime = 3 * o.AnnounceInterval
+	}
+	if o.PathRequestEvery <= 0 {
+		o.PathRequestEvery = time.Minute
 	}
 	if o.PathRequestTTL == 0 {
 		o.PathRequestTTL = 8
