@@ -39,6 +39,9 @@ func (n *Node) buildTransports() ([]transport.Transport, error) {
 		n.log.Info("LoRa radio", "device", radio.opts.Port, "region", radio.opts.Region, "frequency", radio.opts.FrequencyHz,
 			"bandwidth", radio.opts.BandwidthHz, "sf", radio.opts.SF, "duty_cycle", radio.dutyCycle)
 	}
+	if err := n.addLibp2p(); err != nil {
+		return nil, err
+	}
 	return append(out, n.o.Transports...), nil
 }
 
@@ -108,6 +111,7 @@ func (n *Node) transportMetrics() []sample {
 			sample{"meshd_radio_connected", "gauge", "1 while the radio is detected and configured.", b2f(st.Connected), nil},
 			sample{"meshd_radio_disconnects_total", "counter", "Times the radio went away (unplugged).", float64(st.Disconnects), nil})
 	}
+	out = append(out, n.libp2pMetrics()...)
 	if n.tcp == nil {
 		return out
 	}
