@@ -51,6 +51,19 @@ type Config struct {
 		DutyCycle float64 `key:"duty_cycle" doc:"Share of airtime meshd may use, below the region's legal limit (0.01 = 1%). 0: the legal limit."`
 	} `key:"lora"`
 
+	Libp2p struct {
+		Enabled   bool     `key:"enabled" doc:"Bridge this node's mesh to other islands over the internet with libp2p (GossipSub floods, Kademlia DHT rendezvous, envelope streams). Off by default: it costs memory and traffic a pure radio or LAN node does not need. Routers built with -tags router have no libp2p at all."`
+		Listen    []string `key:"listen" doc:"libp2p listen multiaddrs. Empty: dial out only."`
+		Bootstrap []string `key:"bootstrap" doc:"Bootstrap peers: multiaddrs ending in /p2p/PEER_ID (a node logs its peer_id at start: \"libp2p enabled\"). Any meshd node with libp2p on can serve. Empty: none (peers come from mDNS and the DHT of peers already known)."`
+		MDNS      bool     `key:"mdns" doc:"Also find libp2p peers on the local networks by mDNS (_meshd-libp2p._udp). Off by default: tcp.mdns already links meshd nodes on a LAN."`
+		QUIC      bool     `key:"quic" doc:"Also listen on and dial QUIC (amd64 and arm64 builds only; add a /udp/PORT/quic-v1 address to libp2p.listen)."`
+		DHTClient bool     `key:"dht_client" doc:"Query the DHT without serving it (for nodes that others cannot reach)."`
+		MaxMemory int      `key:"max_memory" doc:"Bytes the libp2p resource manager may reserve for connections and streams."`
+		MaxConns  int      `key:"max_conns" doc:"Open libp2p connections at most."`
+		ConnsLow  int      `key:"conns_low" doc:"Connection manager low watermark: trimming stops here."`
+		ConnsHigh int      `key:"conns_high" doc:"Connection manager high watermark: above it the least useful connections are closed (those carrying links last)."`
+	} `key:"libp2p"`
+
 	API struct {
 		Socket    string `key:"socket" doc:"Unix socket of the local API (mode 0660). Empty: meshd.sock in the data directory."`
 		Listen    string `key:"listen" doc:"Also serve the API on this TCP address (host:port), with a bearer token. Empty: unix socket only."`
@@ -87,6 +100,12 @@ func Defaults() Config {
 	c.TCP.Peers = []string{}
 	c.TCP.MDNS = true
 	c.TCP.PQ = true
+	c.Libp2p.Listen = []string{"/ip4/0.0.0.0/tcp/4732", "/ip6/::/tcp/4732"}
+	c.Libp2p.Bootstrap = []string{}
+	c.Libp2p.MaxMemory = 24 << 20
+	c.Libp2p.MaxConns = 64
+	c.Libp2p.ConnsLow = 16
+	c.Libp2p.ConnsHigh = 40
 	c.Routing.AnnounceInterval = time.Hour
 	c.Routing.AnnounceShare = 0.02
 	c.Routing.MaxHops = 16
@@ -225,7 +244,7 @@ func (c *Config) Validate() error {
 	if c.LoRa.DutyCycle < 0 || c.LoRa.DutyCycle > 1 {
 		return bad("lora.duty_cycle", "%g is not a share in [0, 1]", c.LoRa.DutyCycle)
 	}
-	return nil
+	return validateLibp2p(c, bad)
 }
 
 // NetworkKeyBytes decodes tcp.network_key (nil when unset).
