@@ -236,3 +236,12 @@ func ParseAddrInfo(s string) (peer.AddrInfo, error) {
 	}
 	return *info, nil
 }
+
+// ParseMultiaddr checks a multiaddr string (for configuration).
+func ParseMultiaddr(s string) (ma.Multiaddr, error) {
+	m, err := ma.NewMultiaddr(s)
+	if err != nil {
+		return nil, fmt.Errorf("libp2p: address %q: %w", s, err)
+	}
+	return m, nil
+}
