@@ -1,5 +1,7 @@
 #!/bin/sh
-# Builds ./cmd/meshd for each os/arch[/variant] given, e.g. linux/mips/softfloat.
+# Builds ./cmd/meshd for each os/arch[/variant] given, e.g. linux/mips/softfloat,
+# twice: the full build (with libp2p) and the router build (-tags router,
+# without libp2p). Prints both stripped sizes.
 set -eu
 out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT
@@ -15,5 +17,8 @@ for t in "$@"; do
 	esac
 	printf '%-28s' "$t"
 	env CGO_ENABLED=0 GOOS="$os" GOARCH="$arch" $env go build -trimpath -ldflags='-s -w' -o "$out/meshd" ./cmd/meshd
-	ls -l "$out/meshd" | awk '{printf "%10d bytes\n", $5}'
+	env CGO_ENABLED=0 GOOS="$os" GOARCH="$arch" $env go build -tags router -trimpath -ldflags='-s -w' -o "$out/meshd-router" ./cmd/meshd
+	full=$(wc -c <"$out/meshd")
+	router=$(wc -c <"$out/meshd-router")
+	printf '%10d bytes full, %10d bytes router (-tags router)\n' "$full" "$router"
 done
