@@ -5,13 +5,14 @@
 # `make sim-big` runs the big scenarios with meshd's router and the flooding
 # baseline side by side and writes one JSON result per scenario to
 # $(SIM_OUT), checking each scenario's "expect" bounds (exit status 3 when
-# one is broken). `make sim-ci` runs the small ci-* scenarios the same way
+# one is broken). Protocols run one after the other, so CPU time and heap
+# per node are measured (SIM_FLAGS=-parallel=true halves the wait). `make sim-ci` runs the small ci-* scenarios the same way
 # (the Go test TestScenarios in sim/ asserts them in `make test`).
 
 GO          ?= go
 SIM_OUT     ?= sim-results
 SIM_BIG     ?= lora-100 lora-500 offline-return partition-heal mixed-islands
-SIM_FLAGS   ?=
+SIM_FLAGS   ?= -parallel=false
 
 .PHONY: sim-big sim-ci
 

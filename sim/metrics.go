@@ -512,7 +512,13 @@ func WriteTable(w io.Writer, rs ...*Result) error {
 	row("duty_cycle_deferred", func(r *Result) string { return fmt.Sprint(r.Radio.DutyCycleDeferred) })
 	row("queue_drops", func(r *Result) string { return fmt.Sprint(r.Radio.QueueDrops) })
 	row("sim_s_per_wall_s", func(r *Result) string { return fmt.Sprintf("%.0f", r.Perf.SimSecondsPerWallSecond) })
-	row("sim_s_per_cpu_s", func(r *Result) string { return fmt.Sprintf("%.0f", r.Perf.SimSecondsPerCPUSecond) })
-	row("heap_bytes_per_node", func(r *Result) string { return fmt.Sprintf("%.0f", r.Perf.HeapBytesPerNode) })
+	opt := func(v float64) string {
+		if v == 0 {
+			return "-"
+		}
+		return fmt.Sprintf("%.0f", v)
+	}
+	row("sim_s_per_cpu_s", func(r *Result) string { return opt(r.Perf.SimSecondsPerCPUSecond) })
+	row("heap_bytes_per_node", func(r *Result) string { return opt(r.Perf.HeapBytesPerNode) })
 	return tw.Flush()
 }
