@@ -4,10 +4,11 @@
 #
 # `make sim-big` runs the big scenarios with meshd's router and the flooding
 # baseline side by side and writes one JSON result per scenario to
-# $(SIM_OUT), checking each scenario's "expect" bounds (exit status 3 when
-# one is broken). Protocols run one after the other, so CPU time and heap
-# per node are measured (SIM_FLAGS=-parallel=true halves the wait). `make sim-ci` runs the small ci-* scenarios the same way
-# (the Go test TestScenarios in sim/ asserts them in `make test`).
+# $(SIM_OUT), checking each scenario's "expect" bounds (the target fails
+# when one is broken, after running them all). Protocols run one after the
+# other, so CPU time and heap per node are measured (SIM_FLAGS=-parallel=true
+# halves the wait). `make sim-ci` runs the small ci-* scenarios through the
+# Go test that `make test` runs too (TestScenarios in sim/).
 
 GO          ?= go
 SIM_OUT     ?= sim-results
