@@ -389,7 +389,7 @@ func (s *Sim) dispatch(e event) {
 	case evTraffic:
 		s.fireTraffic(int(e.arg))
 	case evScript:
-		s.fireScript(int(e.arg))
+		s.fireScript(e.arg)
 	case evChurn:
 		s.fireChurn(int(e.node))
 	case evReply:

@@ -289,7 +289,8 @@ func (s *Sim) account(f tag, air int64, radio bool) {
 
 // --- scripted events -------------------------------------------------------
 
-const scriptReturn = 1 << 32
+// scriptReturn marks the second half of an offline event (the return).
+const scriptReturn int64 = 1 << 32
 
 func (s *Sim) scheduleScripts() {
 	for i, e := range s.sc.Events {
@@ -297,7 +298,7 @@ func (s *Sim) scheduleScripts() {
 	}
 }
 
-func (s *Sim) fireScript(arg int) {
+func (s *Sim) fireScript(arg int64) {
 	back := arg&scriptReturn != 0
 	e := s.sc.Events[arg&^scriptReturn]
 	switch e.Kind {
@@ -311,7 +312,7 @@ func (s *Sim) fireScript(arg int) {
 			s.setOnline(s.nodes[i], back, e.Restart)
 		}
 		if !back {
-			s.q.push(event{at: s.now + int64(e.For), kind: evScript, arg: int64(arg | scriptReturn)})
+			s.q.push(event{at: s.now + int64(e.For), kind: evScript, arg: arg | scriptReturn})
 		}
 	case "partition":
 		for _, n := range s.nodes {
