@@ -1,0 +1,53 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"strings"
+	"testing"
+)
+
+func TestJSONHasEveryHeadlineField(t *testing.T) {
+	var out, errb bytes.Buffer
+	code := run([]string{"-scenario", "../../sim/scenarios/ci-mixed-islands.json", "-json", "-duration", "5m", "-seed", "2"}, &out, &errb)
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, errb.String())
+	}
+	var top map[string]any
+	if err := json.Unmarshal(out.Bytes(), &top); err != nil {
+		t.Fatalf("%v\n%s", err, out.String())
+	}
+	base, ok := top["baseline"].(map[string]any)
+	if !ok {
+		t.Fatal("no baseline object")
+	}
+	if top["protocol"] != "router" || base["protocol"] != "flood" || top["seed"] != 2.0 {
+		t.Fatalf("protocol %v / %v, seed %v", top["protocol"], base["protocol"], top["seed"])
+	}
+	for _, k := range []string{"delivery_ratio", "latency_p50_s", "latency_p95_s", "airtime_per_delivered_s",
+		"airtime_ratio_to_ideal", "tx_per_delivered", "announce_airtime_share", "duty_cycle_violations", "duplicates_delivered"} {
+		if _, ok := top[k].(float64); !ok {
+			t.Errorf("top level lacks %s", k)
+		}
+		if _, ok := base[k].(float64); !ok {
+			t.Errorf("baseline lacks %s", k)
+		}
+	}
+}
+
+func TestTableAndErrors(t *testing.T) {
+	var out, errb bytes.Buffer
+	if code := run([]string{"-scenario", "../../sim/scenarios/ci-mixed-islands.json", "-protocol", "flood", "-duration", "5m"}, &out, &errb); code != 0 {
+		t.Fatalf("exit %d: %s", code, errb.String())
+	}
+	if !strings.Contains(out.String(), "delivery_ratio") || !strings.Contains(out.String(), "flood") {
+		t.Fatalf("table:\n%s", out.String())
+	}
+	for _, args := range [][]string{{}, {"-scenario", "nope.json"}, {"-scenario", "../../sim/scenarios/ci-lora-20.json", "-protocol", "carrier-pigeon"}} {
+		out.Reset()
+		errb.Reset()
+		if code := run(args, &out, &errb); code == 0 {
+			t.Errorf("%v: exit 0", args)
+		}
+	}
+}
