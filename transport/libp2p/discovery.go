@@ -164,15 +164,17 @@ func (t *Transport) rendezvousLoop(ctx context.Context) {
 	key := RendezvousKey(t.opts.NetworkID)
 	wait := 2 * time.Second
 	for {
+		next := 250 * time.Millisecond // no peer yet: look again soon
 		if len(t.host.Network().Peers()) > 0 {
 			t.rendezvous(ctx, key)
+			next = min(wait, t.opts.RendezvousInterval)
+			wait = min(2*wait, t.opts.RendezvousInterval)
 		}
 		select {
 		case <-ctx.Done():
 			return
-		case <-time.After(min(wait, t.opts.RendezvousInterval)):
+		case <-time.After(next):
 		}
-		wait = min(2*wait, t.opts.RendezvousInterval)
 	}
 }
 
