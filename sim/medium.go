@@ -440,12 +440,16 @@ func (s *Sim) attempt(r *radioNode, gen uint64) {
 }
 
 // busyUntil returns when the channel as r senses it becomes free (the end of
-// the last decodable frame arriving), or 0 when it is free.
+// the last decodable frame arriving that r can already have detected), or 0
+// when it seems free. A frame is detectable senseDelay after it started:
+// channel activity detection needs the first symbols of the preamble, so
+// two radios that start within that time of each other both find the
+// channel free and collide.
 func (s *Sim) busyUntil(r *radioNode) int64 {
 	var until int64
 	for i := range r.rx {
 		e := &r.rx[i]
-		if e.end > s.now && e.rssi >= s.rm.sens && e.end > until {
+		if e.end > s.now && e.rssi >= s.rm.sens && e.end > until && s.now-e.tx.start >= s.rm.senseDelay {
 			until = e.end
 		}
 	}

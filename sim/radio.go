@@ -61,6 +61,7 @@ type radioModel struct {
 	csma              bool
 	overhear          bool
 	slot              int64 // CSMA slot, ns
+	senseDelay        int64 // how long a frame is on air before carrier sense detects it, ns
 	cw                int   // CSMA contention window in slots
 
 	header        int
@@ -166,6 +167,9 @@ func newRadioModel(r RadioSpec) (*radioModel, error) {
 	// (datasheet 4.1.6); a slot of four symbols leaves room for the RX-to-TX
 	// turnaround. The window of 16 slots spreads contenders.
 	m.slot = int64(4 * m.mod.SymbolTime())
+	// Channel activity detection on the SX127x samples about two symbols of
+	// preamble (datasheet 4.1.6): a frame younger than that goes unnoticed.
+	m.senseDelay = int64(2 * m.mod.SymbolTime())
 	m.cw = 16
 	// RNode firmware adds one header byte on air (firmware-bridge/rnode
 	// HeaderLen); meshd's LoRa link-layer header is part of the frame.

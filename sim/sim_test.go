@@ -182,6 +182,15 @@ func TestRadioPhysics(t *testing.T) {
 			want: [][]string{nil, nil},
 		},
 		{
+			name: "CSMA cannot separate starts within two symbols", xs: []float64{0, 1000, 2000}, csma: true,
+			sends: []struct {
+				node int
+				at   time.Duration
+				data string
+			}{{0, 10 * ms, "a"}, {2, 10*ms + ms/2, "c"}},
+			want: [][]string{nil, nil, nil},
+		},
+		{
 			name: "CSMA: a node that hears the channel busy waits", xs: []float64{0, 1000}, csma: true,
 			sends: []struct {
 				node int
