@@ -83,6 +83,21 @@ type gossipLink struct {
 	unicastSent, unicastDropped, unicastKindDropped atomic.Uint64
 	verdictMu                                       sync.Mutex
 	rejected, ignored                               map[string]uint64
+
+	scores *scoreBox
+}
+
+// scoreBox keeps the latest GossipSub scores (inspected periodically).
+type scoreBox struct {
+	mu sync.Mutex
+	m  map[peer.ID]float64
+}
+
+func (b *scoreBox) set(m map[peer.ID]float64) {
+	b.mu.Lock()
+	b.m = m
+	b.mu.Unlock()
+
 }
 
 type rxMsg struct {
@@ -163,6 +178,7 @@ func (t *Transport) startGossip(ctx context.Context) (*gossipLink, error) {
 		names = append(names, TopicName(o.NetworkID, i))
 	}
 	sp, th := scoreParams(names)
+	sb := &scoreBox{}
 	ps, err := pubsub.NewGossipSub(ctx, t.host,
 		pubsub.WithMessageSignaturePolicy(pubsub.StrictSign),
 		pubsub.WithMessageIdFn(msgID),
@@ -174,12 +190,13 @@ func (t *Transport) startGossip(ctx context.Context) (*gossipLink, error) {
 		pubsub.WithValidateWorkers(2),
 		pubsub.WithPeerOutboundQueueSize(64),
 		pubsub.WithSeenMessagesTTL(10*time.Minute),
+		pubsub.WithPeerScoreInspect(pubsub.PeerScoreInspectFn(sb.set), 2*time.Second),
 	)
 	if err != nil {
 		return nil, fmt.Errorf("libp2p: gossipsub: %w", err)
 	}
 	g := &gossipLink{
-		t: t, ps: ps,
+		t: t, ps: ps, scores: sb,
 		info: transport.Info{ID: "libp2p-gossip-" + t.instance, Kind: "libp2p-gossip", MTU: o.MaxGossipSize,
 			Bitrate: o.Bitrate, Cost: o.Cost, Broadcast: true},
 		rx: make(chan rxMsg, 256), done: make(chan struct{}), dialSem: make(chan struct{}, 8),
@@ -494,4 +511,11 @@ func (r *rateLimiter) allow(topic int, p peer.ID, now time.Time) bool {
 		r.m[k] = b
 	}
 	return b.take(now)
+}
+
+// score returns a peer's GossipSub score (tests and diagnostics).
+func (g *gossipLink) score(p peer.ID) float64 {
+	g.scores.mu.Lock()
+	defer g.scores.mu.Unlock()
+	return g.scores.m[p]
 }

@@ -26,7 +26,7 @@ import (
 
 // plainHost is a stock go-libp2p host (libp2p.New: the library's own
 // Noise, yamux, identify), not built by this package.
-func plainHost(t testing.TB, key crypto.PrivKey) host.Host {
+func plainHost(t testing.TB, key crypto.PrivKey, extra ...golibp2p.Option) host.Host {
 	t.Helper()
 	opts := []golibp2p.Option{
 		golibp2p.ListenAddrStrings("/ip4/127.0.0.1/tcp/0"),
@@ -37,6 +37,7 @@ func plainHost(t testing.TB, key crypto.PrivKey) host.Host {
 	if key != nil {
 		opts = append(opts, golibp2p.Identity(key))
 	}
+	opts = append(opts, extra...)
 	h, err := golibp2p.New(opts...)
 	if err != nil {
 		t.Fatal(err)
