@@ -81,5 +81,22 @@ func (n *Node) tickApps(now time.Time) {
 	}
 }
 
+// linkWatcher is implemented by apps that act when links come and go
+// (channels ask neighbours for missed history when the node comes back
+// online). It runs on the loop after the router saw the change; up is how
+// many links are up now.
+type linkWatcher interface {
+	LinksChanged(now time.Time, up int)
+}
+
+// linksChanged tells the apps that watch links how many are up.
+func (n *Node) linksChanged(now time.Time) {
+	for _, a := range n.apps {
+		if w, ok := a.(linkWatcher); ok {
+			w.LinksChanged(now, len(n.links))
+		}
+	}
+}
+
 // ackDelivery tells the router an app made a delivered message durable.
 func (n *Node) ackDelivery(now time.Time, id routing.InboundID) { n.router.AppAck(now, id) }

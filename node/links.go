@@ -90,6 +90,7 @@ func (n *Node) LinkUp(l transport.Link) {
 		}
 		n.links[routing.LinkID(info.ID)] = newLinkState(l, now, &n.stats, n.log.Warn)
 		n.router.LinkUp(now, ri)
+		n.linksChanged(now)
 		n.stats.linkUps.Add(1)
 		n.hub.publish("link-up", now, linkView(info, now, now))
 		n.log.Info("link up", "link", info.ID, "kind", info.Kind, "peer", peerOf(info))
@@ -116,6 +117,7 @@ func (n *Node) LinkDown(l transport.Link, err error) {
 			delete(n.links, id)
 		}
 		n.router.LinkDown(now, id)
+		n.linksChanged(now)
 		n.stats.linkDowns.Add(1)
 		reason := ""
 		if err != nil {
