@@ -280,9 +280,208 @@ func injector(t *testing.T, to envelope.PublicKey, addr string) transport.Link {
 	return l
 }
 
-var (
-	_ = golibp2p.New
-	_ = pubsub.NewGossipSub
-	_ crypto.PrivKey
-	_ = tcp.New
-)
+// tcpInjector links an in-process TCP node to the daemon listening at
+// endpoint and returns the link: a member of the TCP island played by the
+// test.
+func tcpInjector(t *testing.T, endpoint string) transport.Link {
+	t.Helper()
+	id, err := envelope.GenerateIdentity(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr, err := tcp.New(tcp.Options{Identity: id})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); tr.Run(ctx, recordingHandler{up: make(chan transport.Link, 16)}) }()
+	t.Cleanup(func() { cancel(); <-done })
+	cctx, ccancel := context.WithTimeout(ctx, 20*time.Second)
+	defer ccancel()
+	l, err := tr.Dial(cctx, tcp.Peer{Endpoint: endpoint})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return l
+}
+
+// announceFlood publishes n signed announces of fresh identities from each
+// of hosts stock go-libp2p hosts (stock GossipSub) connected to the daemon
+// at addr, on the open network's announce topic, as fast as they go.
+func announceFlood(t *testing.T, addr string, hosts, n int) {
+	t.Helper()
+	ai, err := libp2p.ParseAddrInfo(addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	topic := libp2p.TopicName(libp2p.NetworkIDFor(nil), 0)
+	var tops []*pubsub.Topic
+	for i := 0; i < hosts; i++ {
+		k, _, err := crypto.GenerateEd25519Key(rand.Reader)
+		if err != nil {
+			t.Fatal(err)
+		}
+		h, err := golibp2p.New(golibp2p.Identity(k), golibp2p.ListenAddrStrings("/ip4/127.0.0.1/tcp/0"), golibp2p.DisableRelay())
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { h.Close() })
+		if err := h.Connect(ctx, ai); err != nil {
+			t.Fatal(err)
+		}
+		ps, err := pubsub.NewGossipSub(ctx, h)
+		if err != nil {
+			t.Fatal(err)
+		}
+		tp, err := ps.Join(topic)
+		if err != nil {
+			t.Fatal(err)
+		}
+		eventually(t, 10*time.Second, "attacker sees the gateway on the topic", func() error {
+			if len(ps.ListPeers(topic)) == 0 {
+				return fmt.Errorf("no topic peer")
+			}
+			return nil
+		})
+		tops = append(tops, tp)
+	}
+	for j := 0; j < n; j++ {
+		for _, tp := range tops {
+			id, err := envelope.GenerateIdentity(rand.Reader)
+			if err != nil {
+				t.Fatal(err)
+			}
+			raw, err := envelope.SignAnnounce(id, envelope.AnnounceOptions{Seq: 1, TTL: 16, AppData: []byte("flood")})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := tp.Publish(ctx, raw); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+}
+
+// TestIslandBridging: a LoRa island (L, on the virtual radio) and a TCP
+// island (T) joined over the internet by two gateways: G1 (LoRa + libp2p)
+// and G2 (libp2p + TCP).
+//
+//	L ~~LoRa~~ G1 ==libp2p== G2 --TCP-- T
+//
+// A direct message crosses from T to L, a channel flood from the TCP
+// island reaches L, and a flood of announces published on the internet
+// side is rate-limited before the radio: G1's airtime stays within the
+// router's control budget.
+func TestIslandBridging(t *testing.T) {
+	simDir := filepath.Join(t.TempDir(), "air")
+	sim := exec.Command(meshdBin, "radio", "sim", "-n", "2", "-dir", simDir)
+	var simOut strings.Builder
+	sim.Stdout, sim.Stderr = &simOut, &simOut
+	if err := sim.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = sim.Process.Kill(); _ = sim.Wait() })
+	eventually(t, 10*time.Second, "virtual modems ready", func() error {
+		for i := 0; i < 2; i++ {
+			if _, err := os.Stat(filepath.Join(simDir, fmt.Sprintf("rnode%d", i))); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	radio := func(i int) string {
+		return fmt.Sprintf("[lora]\ndevice = %q\nregion = \"EU868\"\nspreading_factor = 7\nbandwidth = 250000\n", filepath.Join(simDir, fmt.Sprintf("rnode%d", i)))
+	}
+	noTCP := "[tcp]\nlisten = \"\"\nmdns = false\n"
+	l := newLibp2pDaemon(t, "L", false, nil, noTCP+radio(1))
+	g1 := newLibp2pDaemon(t, "G1", true, nil, noTCP+radio(0))
+	g2 := newLibp2pDaemon(t, "G2", true, []string{g1.multiaddr()}, "[tcp]\nmdns = false\n")
+	tn := newDaemon(t, "T", g2.listen)
+	l.extra = append(l.extra, "--listen", "none")
+	g1.extra = append(g1.extra, "--listen", "none")
+	for _, d := range []*daemon{l.daemon, g1.daemon, g2.daemon, tn} {
+		d.start()
+	}
+	kinds := func(d *daemon) map[string]int {
+		m := map[string]int{}
+		for _, x := range d.links() {
+			m[x.Kind]++
+		}
+		return m
+	}
+	eventually(t, 60*time.Second, "links up", func() error {
+		if k := kinds(l.daemon); k["lora"] != 1 {
+			return fmt.Errorf("L: %v", k)
+		}
+		if k := kinds(g1.daemon); k["lora"] != 1 || k["libp2p"] != 1 || k["libp2p-gossip"] != 1 {
+			return fmt.Errorf("G1: %v", k)
+		}
+		if k := kinds(g2.daemon); k["tcp"] != 1 || k["libp2p"] != 1 || k["libp2p-gossip"] != 1 {
+			return fmt.Errorf("G2: %v", k)
+		}
+		if k := kinds(tn); k["tcp"] != 1 {
+			return fmt.Errorf("T: %v", k)
+		}
+		return nil
+	})
+	// A direct message from the TCP island to the LoRa island.
+	out := tn.mustCLI("send", "--wait", "120s", "--json", l.address(), "from the TCP island to the radio")
+	if !strings.Contains(out, `"state":"delivered"`) {
+		t.Fatalf("send T -> L: %s\n--- G1 ---\n%s", out, g1.log)
+	}
+	in := jsonLines[inMsg](t, l.mustCLI("inbox", "--json"))
+	if len(in) != 1 || in[0].Text != "from the TCP island to the radio" {
+		t.Fatalf("L inbox: %+v", in)
+	}
+	t.Logf("direct message T -> G2 -> G1 -> L delivered")
+	// A channel flood from the TCP island reaches the radio island.
+	inj := tcpInjector(t, tn.listen)
+	if err := inj.Send(context.Background(), transport.Frame{Data: channelEnvelope(t, "channel flood across the internet")}); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 90*time.Second, "the channel flood reaches L over the radio", func() error {
+		if v := l.metric(`meshd_router_frames_in_total{kind="channel"}`); v < 1 {
+			return fmt.Errorf("L received no channel envelope")
+		}
+		return nil
+	})
+	t.Logf("channel flood T -> G2 -> G1 -> L delivered")
+
+	// The internet-side announce flood.
+	airBefore := g1.metric("meshd_radio_airtime_total_seconds")
+	annBefore := l.metric(`meshd_router_frames_in_total{kind="announce"}`)
+	const hosts, per = 6, 80
+	floodStart := time.Now()
+	announceFlood(t, g2.multiaddr(), hosts, per)
+	time.Sleep(20 * time.Second)
+	window := time.Since(floodStart).Seconds()
+	airAfter := g1.metric("meshd_radio_airtime_total_seconds")
+	annAfter := l.metric(`meshd_router_frames_in_total{kind="announce"}`)
+	g1Gossip := g1.metric("meshd_libp2p_gossip_received_total")
+	g2Ignored := g2.metric(`meshd_libp2p_gossip_ignored_total{reason="rate"}`) + g2.metric(`meshd_libp2p_gossip_ignored_total{reason="global"}`)
+	g1Announces := g1.metric(`meshd_router_frames_in_total{kind="announce"}`)
+	uptime := g1.metric("meshd_uptime_seconds")
+	used, limit := g1.metric("meshd_radio_airtime_used_seconds"), g1.metric("meshd_radio_airtime_limit_seconds")
+	// The router's control budget on a radio link: a quarter of ten
+	// minutes' worth at start, then announce_share (2%) of the time.
+	budget := 0.02*600/4 + 0.02*uptime
+	spent := airAfter - airBefore
+	t.Logf("flood: %d announces published by %d stock peers; G2 ignored %v (rate limits); G1 took %v gossip messages and %v announces in all; "+
+		"L heard %v announces over the radio during the flood; G1 airtime during the %.0fs window %.2fs (control budget over G1's %.0fs uptime %.2fs); duty-cycle window used %.1fs of %.0fs",
+		hosts*per, hosts, g2Ignored, g1Gossip, g1Announces, annAfter-annBefore, window, spent, uptime, budget, used, limit)
+	if g2Ignored == 0 {
+		t.Errorf("G2's validators let the whole flood through")
+	}
+	if airAfter > budget+2 {
+		t.Errorf("G1's radio transmitted %.2fs in all, above the control budget %.2fs (+2s for data)", airAfter, budget)
+	}
+	if annAfter-annBefore > float64(hosts*per)/4 {
+		t.Errorf("L heard %v of %d flooded announces", annAfter-annBefore, hosts*per)
+	}
+	if used > limit {
+		t.Errorf("duty cycle exceeded: %v of %v", used, limit)
+	}
+}
