@@ -146,6 +146,7 @@ func New(cfg Config, o Options) (*Node, error) {
 	if n.router, err = routing.New(ro, n.clk.Now()); err != nil {
 		return fail(fmt.Errorf("router: %w", err))
 	}
+	n.registerApp(newChannelsApp(n))
 	return n, nil
 }
 

@@ -42,6 +42,7 @@ func commands() map[string]command {
 		"send":     {"send a direct message: meshd send NAME|ADDRESS TEXT", cmdSend},
 		"inbox":    {"list received messages (--follow for new ones)", cmdInbox},
 		"outbox":   {"list sent messages and their delivery state", cmdOutbox},
+		"channel":  {"group channels: create, invite, join, send, history, members, remove (meshd channel -h)", cmdChannel},
 		"radio":    {"list serial ports and likely LoRa radios; run virtual RNode modems (sim)", cmdRadio},
 		"version":  {"print the version", cmdVersion},
 	}
