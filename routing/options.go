@@ -66,7 +66,9 @@ type Options struct {
 	// PathRequestTTL scopes a path request (hops). Zero: 8.
 	PathRequestTTL uint8
 	// PathRequestEvery is the least time between two path requests this
-	// node originates (bursts of two). Zero: 1 minute.
+	// node originates (bursts of two). Zero: 30 minutes: announces are the
+	// main source of routes; in a 500-node LoRa mesh anything more frequent
+	// floods the channel (measured, docs/routing.md).
 	PathRequestEvery time.Duration
 
 	// MessageTTL is how long an own message is retried and a held message
@@ -139,7 +141,7 @@ func (o *Options) withDefaults() {
 		o.RouteLifetime = 3 * o.AnnounceInterval
 	}
 	if o.PathRequestEvery <= 0 {
-		o.PathRequestEvery = time.Minute
+		o.PathRequestEvery = 30 * time.Minute
 	}
 	if o.PathRequestTTL == 0 {
 		o.PathRequestTTL = 8

@@ -178,7 +178,7 @@ func New(o Options, now time.Time) (*Router, error) {
 		r.rnd = mrand.New(mrand.NewPCG(binary.LittleEndian.Uint64(seed[16:]), binary.LittleEndian.Uint64(seed[24:])))
 	}
 	r.rttHopRadio, r.rttHopFast = 8*time.Second, 300*time.Millisecond
-	r.pathTokens, r.pathReqAt = 2, now
+	r.pathTokens, r.pathReqAt = 1, now
 	r.verifyTokens = float64(4 * o.VerifyPerSecond)
 	r.verifyKnown = float64(16 * o.VerifyPerSecond)
 	r.verifyAt = now

@@ -31,6 +31,7 @@ type RouterParams struct {
 	MaxHops          uint8    `json:"max_hops,omitempty"`
 	SuppressAfter    int      `json:"suppress_after,omitempty"`
 	SNRMargin        float64  `json:"snr_margin,omitempty"`
+	PathRequestEvery Duration `json:"path_request_every,omitempty"`
 	// Store is "mem" (default: a MemStore kept across restarts of the node
 	// within the run) or "bolt" (a bbolt file in the node's DataDir, group
 	// commits every CommitDelay).
@@ -75,6 +76,7 @@ func newRouterFactory(built func(*routerNode), logger *slog.Logger) Factory {
 			MaxHops:          p.MaxHops,
 			SuppressAfter:    p.SuppressAfter,
 			SNRMargin:        p.SNRMargin,
+			PathRequestEvery: time.Duration(p.PathRequestEvery),
 			CommitDelay:      time.Duration(p.CommitDelay),
 			Logger:           logger,
 		}
