@@ -255,12 +255,20 @@ func (r *Router) pathRequest(now time.Time, a envelope.Addr) {
 			return
 		}
 	}
-	// A node asks at most once every PathRequestEvery (burst of two): in a
-	// big mesh that has just booted, nearly every destination is unknown
-	// until the announces have spread, and a path request per message would
-	// flood the channel. What waits is sent when a route appears.
+	// A node asks at most once every PathRequestEvery, stretched with the
+	// mesh's size on radio (burst of two): in a big mesh that has just
+	// booted nearly every destination is unknown until the announces have
+	// spread, and a path request per message would flood the channel. What
+	// waits is sent when a route appears.
 	if el := now.Sub(r.pathReqAt).Seconds(); el > 0 {
-		r.pathTokens = min(2, r.pathTokens+el/r.o.PathRequestEvery.Seconds())
+		every := r.o.PathRequestEvery
+		for _, l := range r.links {
+			if l.radio {
+				every = max(every, time.Duration(len(r.peers))*4*time.Second)
+				break
+			}
+		}
+		r.pathTokens = min(2, r.pathTokens+el/every.Seconds())
 		r.pathReqAt = now
 	}
 	if r.pathTokens < 1 {

@@ -66,9 +66,10 @@ type Options struct {
 	// PathRequestTTL scopes a path request (hops). Zero: 8.
 	PathRequestTTL uint8
 	// PathRequestEvery is the least time between two path requests this
-	// node originates (bursts of two). Zero: 30 minutes: announces are the
-	// main source of routes; in a 500-node LoRa mesh anything more frequent
-	// floods the channel (measured, docs/routing.md).
+	// node originates. With a radio link it stretches to 4 s per known node,
+	// so that the mesh as a whole sends a bounded number of these floods (in
+	// a 500-node LoRa mesh one a minute per node saturates the channel:
+	// docs/routing.md). Zero: 1 minute.
 	PathRequestEvery time.Duration
 
 	// MessageTTL is how long an own message is retried and a held message
@@ -141,7 +142,7 @@ func (o *Options) withDefaults() {
 		o.RouteLifetime = 3 * o.AnnounceInterval
 	}
 	if o.PathRequestEvery <= 0 {
-		o.PathRequestEvery = 30 * time.Minute
+		o.PathRequestEvery = time.Minute
 	}
 	if o.PathRequestTTL == 0 {
 		o.PathRequestTTL = 8
