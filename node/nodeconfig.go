@@ -58,7 +58,7 @@ type Config struct {
 		MDNS      bool     `key:"mdns" doc:"Also find libp2p peers on the local networks by mDNS (_meshd-libp2p._udp). Off by default: tcp.mdns already links meshd nodes on a LAN."`
 		QUIC      bool     `key:"quic" doc:"Also listen on and dial QUIC (amd64 and arm64 builds only; add a /udp/PORT/quic-v1 address to libp2p.listen)."`
 		DHTClient bool     `key:"dht_client" doc:"Query the DHT without serving it (for nodes that others cannot reach)."`
-		MaxMemory int      `key:"max_memory" doc:"Bytes the libp2p resource manager may reserve for connections and streams."`
+		MaxMemory int      `key:"max_memory" doc:"Bytes the libp2p resource manager may reserve for connections and streams (upper bounds of buffers, not resident memory; one peer may reserve a twelfth)."`
 		MaxConns  int      `key:"max_conns" doc:"Open libp2p connections at most."`
 		ConnsLow  int      `key:"conns_low" doc:"Connection manager low watermark: trimming stops here."`
 		ConnsHigh int      `key:"conns_high" doc:"Connection manager high watermark: above it the least useful connections are closed (those carrying links last)."`
@@ -102,7 +102,7 @@ func Defaults() Config {
 	c.TCP.PQ = true
 	c.Libp2p.Listen = []string{"/ip4/0.0.0.0/tcp/4732", "/ip6/::/tcp/4732"}
 	c.Libp2p.Bootstrap = []string{}
-	c.Libp2p.MaxMemory = 24 << 20
+	c.Libp2p.MaxMemory = 48 << 20
 	c.Libp2p.MaxConns = 64
 	c.Libp2p.ConnsLow = 16
 	c.Libp2p.ConnsHigh = 40
