@@ -485,3 +485,79 @@ func TestIslandBridging(t *testing.T) {
 		t.Errorf("duty cycle exceeded: %v of %v", used, limit)
 	}
 }
+
+// rssKiB reads a process's resident set size.
+func rssKiB(t *testing.T, pid int) int {
+	t.Helper()
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if rest, ok := strings.CutPrefix(line, "VmRSS:"); ok {
+			v, _ := strconv.Atoi(strings.TrimSuffix(strings.TrimSpace(rest), " kB"))
+			return v
+		}
+	}
+	t.Fatal("no VmRSS")
+	return 0
+}
+
+// TestLibp2pRSS measures the resident memory of a daemon without libp2p,
+// with libp2p idle, and with 50 libp2p peers linked (each an in-process
+// meshd libp2p node: envelope link, GossipSub, DHT). It is a measurement,
+// not a check: run it with
+//
+//	MESHD_RSS=1 MESHD_TEST_NORACE=1 go test -run Libp2pRSS -v ./cmd/meshd
+func TestLibp2pRSS(t *testing.T) {
+	if os.Getenv("MESHD_RSS") == "" {
+		t.Skip("a measurement: set MESHD_RSS=1 (and MESHD_TEST_NORACE=1 for release-like numbers)")
+	}
+	settle := 20 * time.Second
+	noTCP := "[tcp]\nlisten = \"\"\nmdns = false\n"
+	base := newLibp2pDaemon(t, "base", false, nil, noTCP)
+	base.extra = append(base.extra, "--listen", "none")
+	base.start()
+	p := newLibp2pDaemon(t, "p2p", true, nil, noTCP)
+	p.extra = append(p.extra, "--listen", "none")
+	p.start()
+	time.Sleep(settle)
+	baseRSS, idleRSS := rssKiB(t, base.cmd.Process.Pid), rssKiB(t, p.cmd.Process.Pid)
+	t.Logf("RSS after %v: without libp2p %d KiB, libp2p idle %d KiB", settle, baseRSS, idleRSS)
+	ai, err := libp2p.ParseAddrInfo(p.multiaddr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	const peers = 50
+	for i := 0; i < peers; i++ {
+		id, _ := envelope.GenerateIdentity(rand.Reader)
+		tr, err := libp2p.New(libp2p.Options{Identity: id, ListenAddrs: []string{"/ip4/127.0.0.1/tcp/0"}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan struct{})
+		go func() { defer close(done); tr.Run(ctx, recordingHandler{up: make(chan transport.Link, 4)}) }()
+		t.Cleanup(func() { cancel(); <-done })
+		// Past the daemon's link limit (32) a peer stays connected (DHT,
+		// GossipSub) without an envelope link.
+		cctx, ccancel := context.WithTimeout(ctx, 3*time.Second)
+		tr.Connect(cctx, ai)
+		ccancel()
+	}
+	eventually(t, 60*time.Second, "50 links", func() error {
+		n := 0
+		for _, l := range p.links() {
+			if l.Kind == "libp2p" {
+				n++
+			}
+		}
+		if n < 32 {
+			return fmt.Errorf("%d libp2p links", n)
+		}
+		return nil
+	})
+	time.Sleep(settle)
+	t.Logf("RSS with %d libp2p peers: %d KiB (peers %v, links %v, conns %v, streams %v, rcmgr memory %v B)", peers, rssKiB(t, p.cmd.Process.Pid),
+		p.metric("meshd_libp2p_peers"), p.metric("meshd_libp2p_links"), p.metric("meshd_libp2p_conns"), p.metric("meshd_libp2p_streams"), p.metric("meshd_libp2p_memory_bytes"))
+}

@@ -102,11 +102,11 @@ func limits(o *Options) rcmgr.ConcreteLimitConfig {
 		PeerDefault: rcmgr.ResourceLimits{
 			Conns: 4, ConnsInbound: 2, ConnsOutbound: 2,
 			Streams: perPeer, StreamsInbound: perPeer / 2, StreamsOutbound: perPeer,
-			Memory: mem / 16,
+			Memory: mem / 12,
 		},
 		ProtocolPeer: map[protocol.ID]rcmgr.ResourceLimits{
 			// One live envelope stream per peer, plus one replacing it.
-			EnvelopeProtocol: {Streams: 4, StreamsInbound: 2, StreamsOutbound: 2, Memory: mem / 32},
+			EnvelopeProtocol: {Streams: 4, StreamsInbound: 2, StreamsOutbound: 2, Memory: mem / 48},
 		},
 	}
 	return partial.Build(scaled)

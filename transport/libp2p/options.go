@@ -44,7 +44,9 @@ type Options struct {
 
 	// MaxMemory bounds the memory the resource manager lets libp2p reserve
 	// (buffers of connections and streams), in bytes (libp2p.max_memory).
-	// Zero: 24 MiB.
+	// Reservations are upper bounds (yamux reserves a 256 KiB window per
+	// stream and fills it only under load), far above what is resident. A
+	// peer may reserve a twelfth of it. Zero: 48 MiB.
 	MaxMemory int64
 	// MaxConns bounds open connections (libp2p.max_conns). Zero: 64.
 	MaxConns int
@@ -117,7 +119,7 @@ func (o *Options) setDefaults() {
 		o.NetworkID = "open"
 	}
 	if o.MaxMemory <= 0 {
-		o.MaxMemory = 24 << 20
+		o.MaxMemory = 48 << 20
 	}
 	defI(&o.MaxConns, 64)
 	defI(&o.MaxStreamsPerPeer, 48)
