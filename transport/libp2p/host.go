@@ -4,6 +4,7 @@ package libp2p
 
 import (
 	"fmt"
+	"io"
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/crypto"
@@ -123,8 +124,18 @@ func libp2pAddProtocolLimits(c *rcmgr.ScalingLimitConfig) {
 // builtHost is a libp2p host and what must be closed with it.
 type builtHost struct {
 	host.Host
-	cm *connmgr.BasicConnMgr
-	rm network.ResourceManager
+	cm   *connmgr.BasicConnMgr
+	rm   network.ResourceManager
+	quic io.Closer // the QUIC connection manager, or nil
+}
+
+// Close closes the host, then what the host does not own.
+func (b *builtHost) Close() error {
+	err := b.Host.Close()
+	if b.quic != nil {
+		b.quic.Close()
+	}
+	return err
 }
 
 // buildHost assembles the host from its parts: peerstore, event bus,
@@ -189,8 +200,9 @@ func buildHost(o *Options, priv crypto.PrivKey, pid peer.ID, rep rcmgr.MetricsRe
 	if err := sw.AddTransport(tcpT); err != nil {
 		return closeAll(err)
 	}
+	var quicCloser io.Closer
 	if o.QUIC && psk == nil {
-		if err := addQUIC(sw, priv, rm); err != nil {
+		if quicCloser, err = addQUIC(sw, priv, rm); err != nil {
 			return closeAll(err)
 		}
 	}
@@ -206,7 +218,7 @@ func buildHost(o *Options, priv crypto.PrivKey, pid peer.ID, rep rcmgr.MetricsRe
 		return closeAll(err)
 	}
 	h.Start()
-	return &builtHost{Host: h, cm: cm, rm: rm}, nil
+	return &builtHost{Host: h, cm: cm, rm: rm, quic: quicCloser}, nil
 }
 
 // listen starts listening on the configured addresses.

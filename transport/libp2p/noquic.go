@@ -4,6 +4,7 @@ package libp2p
 
 import (
 	"errors"
+	"io"
 
 	"github.com/libp2p/go-libp2p/core/crypto"
 	"github.com/libp2p/go-libp2p/core/network"
@@ -14,6 +15,6 @@ import (
 // 32-bit ARM), where its bytes do not pay (docs/libp2p.md).
 const quicBuilt = false
 
-func addQUIC(*swarm.Swarm, crypto.PrivKey, network.ResourceManager) error {
-	return errors.New("libp2p: this build has no QUIC (libp2p.quic is for amd64 and arm64)")
+func addQUIC(*swarm.Swarm, crypto.PrivKey, network.ResourceManager) (io.Closer, error) {
+	return nil, errors.New("libp2p: this build has no QUIC (libp2p.quic is for amd64 and arm64)")
 }

@@ -4,6 +4,7 @@ package libp2p
 
 import (
 	"crypto/rand"
+	"io"
 
 	"github.com/libp2p/go-libp2p/core/crypto"
 	"github.com/libp2p/go-libp2p/core/network"
@@ -17,19 +18,23 @@ import (
 // see docs/libp2p.md for what it costs and why routers go without).
 const quicBuilt = true
 
-func addQUIC(sw *swarm.Swarm, priv crypto.PrivKey, rm network.ResourceManager) error {
+func addQUIC(sw *swarm.Swarm, priv crypto.PrivKey, rm network.ResourceManager) (io.Closer, error) {
 	var srk quic.StatelessResetKey
 	var tk quic.TokenGeneratorKey
 	rand.Read(srk[:])
 	rand.Read(tk[:])
 	qcm, err := quicreuse.NewConnManager(srk, tk)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	t, err := libp2pquic.NewTransport(priv, qcm, nil, nil, rm)
 	if err != nil {
 		qcm.Close()
-		return err
+		return nil, err
 	}
-	return sw.AddTransport(t)
+	if err := sw.AddTransport(t); err != nil {
+		qcm.Close()
+		return nil, err
+	}
+	return qcm, nil
 }

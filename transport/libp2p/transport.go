@@ -73,7 +73,8 @@ func New(opts Options) (*Transport, error) {
 		return nil, fmt.Errorf("libp2p: PSK must be 32 bytes, not %d", len(opts.PSK))
 	}
 	if opts.QUIC && !quicBuilt {
-		return nil, addQUIC(nil, nil, nil)
+		_, err := addQUIC(nil, nil, nil)
+		return nil, err
 	}
 	for _, a := range opts.ListenAddrs {
 		if _, err := ma.NewMultiaddr(a); err != nil {
