@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"strconv"
 	"strings"
@@ -315,11 +316,22 @@ type ChurnSpec struct {
 	Restart bool `json:"restart,omitempty"`
 }
 
+// MaxScenarioSize bounds a scenario file.
+const MaxScenarioSize = 16 << 20
+
 // LoadScenario reads and validates a scenario file.
 func LoadScenario(path string) (*Scenario, error) {
-	b, err := os.ReadFile(path)
+	f, err := os.Open(path)
 	if err != nil {
 		return nil, err
+	}
+	defer f.Close()
+	b, err := io.ReadAll(io.LimitReader(f, MaxScenarioSize+1))
+	if err != nil {
+		return nil, err
+	}
+	if len(b) > MaxScenarioSize {
+		return nil, fmt.Errorf("%s: %w: larger than %d bytes", path, ErrScenario, MaxScenarioSize)
 	}
 	sc, err := ParseScenario(b)
 	if err != nil {
@@ -331,6 +343,9 @@ func LoadScenario(path string) (*Scenario, error) {
 // ParseScenario decodes and validates a scenario. Unknown fields are errors,
 // so a typo never silently falls back to a default.
 func ParseScenario(b []byte) (*Scenario, error) {
+	if len(b) > MaxScenarioSize {
+		return nil, fmt.Errorf("%w: larger than %d bytes", ErrScenario, MaxScenarioSize)
+	}
 	var sc Scenario
 	d := json.NewDecoder(bytes.NewReader(b))
 	d.DisallowUnknownFields()
