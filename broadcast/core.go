@@ -671,8 +671,22 @@ func (c *Core) retryUnknown(now time.Time) {
 	}
 	c.unknown = keep
 	for _, h := range retry {
+		before := c.stats.Delivered
 		if err := c.receive(now, h.raw, h.at, false); err != nil {
 			c.log.Debug("held channel message still refused", "err", err)
+			continue
+		}
+		// A message that waited longer than GapWait for its epoch's commit
+		// means this node lacked the epoch for a while (a commit the router
+		// held for it while it was away, delivered late): others of that
+		// epoch may have passed meanwhile, so ask for them. Commits that
+		// arrive seconds after the first message do not trigger this.
+		if c.stats.Delivered > before && now.Sub(h.at) >= c.o.GapWait {
+			for _, ref := range c.tags[[4]byte(h.raw[envelope.HeaderSize:envelope.HeaderSize+4])] {
+				if ch := ref.ch; ch.status == StatusActive && ch.open == nil {
+					ch.catchUpAt = earliest(ch.catchUpAt, now.Add(c.o.GapWait))
+				}
+			}
 		}
 	}
 }
