@@ -154,7 +154,7 @@ func TestChannels(t *testing.T) {
 	b.mustCLI("channel", "send", id, "after the removal, from B")
 	waitTexts(t, b, id, "after the removal, from A")
 	waitTexts(t, a, id, "after the removal, from B")
-	time.Sleep(2 * time.Second)
+	time.Sleep(time.Second)
 	if got := c.chTexts(id); fmt.Sprint(got) != fmt.Sprint(before) {
 		t.Fatalf("the removed member read something new: before %v, after %v", before, got)
 	}
@@ -172,7 +172,7 @@ func TestChannels(t *testing.T) {
 	d.mustCLI("channel", "catchup", id)
 	a.mustCLI("channel", "send", id, "welcome D")
 	waitTexts(t, d, id, "welcome D")
-	time.Sleep(2 * time.Second)
+	time.Sleep(time.Second)
 	if got := d.chTexts(id); len(got) != 1 {
 		t.Fatalf("the late joiner holds messages from before it joined: %v", got)
 	}
