@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -54,9 +55,29 @@ type daemon struct {
 	listen string
 	peers  []string
 	extra  []string
+	env    []string
 	cmd    *exec.Cmd
-	log    *bytes.Buffer
+	log    *syncBuffer
 	done   chan struct{}
+}
+
+// syncBuffer is a bytes.Buffer the daemon's output goroutine and the test
+// may use at the same time.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }
 
 func freePort(t *testing.T) string {
@@ -86,9 +107,12 @@ func (d *daemon) start() {
 	}
 	args = append(args, d.extra...)
 	d.cmd = exec.Command(meshdBin, args...)
-	d.log = &bytes.Buffer{}
+	d.log = &syncBuffer{}
 	d.cmd.Stdout, d.cmd.Stderr = d.log, d.log
-	d.cmd.Env = append(os.Environ(), "MESHD_LOG_LEVEL=debug")
+	// A short group commit keeps the tests quick; the crash test waits for
+	// it explicitly.
+	d.cmd.Env = append(os.Environ(), "MESHD_LOG_LEVEL=debug", "MESHD_ROUTING_COMMIT_DELAY=200ms")
+	d.cmd.Env = append(d.cmd.Env, d.env...)
 	if err := d.cmd.Start(); err != nil {
 		d.t.Fatal(err)
 	}
@@ -145,7 +169,7 @@ func (d *daemon) kill(sig syscall.Signal) {
 // cli runs a meshd verb against this daemon.
 func (d *daemon) cli(args ...string) (string, string, error) {
 	full := append([]string{args[0], "--data", d.dir}, args[1:]...)
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, meshdBin, full...)
 	var out, errb bytes.Buffer
@@ -319,9 +343,10 @@ func TestRelayCrashKeepsHeldMessages(t *testing.T) {
 		}
 		return nil
 	})
-	// Wait past B's group-commit delay so the held messages are durable,
-	// then crash B and take A away: only B's store can deliver now.
-	time.Sleep(3 * time.Second)
+	// Wait past B's group-commit delay (200 ms here) so the held messages
+	// are durable, then crash B and take A away: only B's store can deliver
+	// now.
+	time.Sleep(time.Second)
 	b.kill(syscall.SIGKILL)
 	a.stop()
 	b.start()
