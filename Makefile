@@ -54,3 +54,5 @@ bench: check-go
 
 clean:
 	rm -rf bin dist
+
+include sim/meshsim.mk
