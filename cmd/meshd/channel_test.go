@@ -1,7 +1,13 @@
 package main
 
 import (
+	"context"
+	"encoding/json"
 	"fmt"
+	"net"
+	"net/http"
+	"net/url"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -27,19 +33,41 @@ type chanMsg struct {
 	History bool   `json:"history"`
 }
 
+// getAPI reads a JSON answer from the daemon's API socket (the polling
+// loops use it instead of the CLI: a race-detector binary is slow to start).
+func (d *daemon) getAPI(path string, out any) {
+	d.t.Helper()
+	sock := filepath.Join(d.dir, "meshd.sock")
+	hc := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+		var dl net.Dialer
+		return dl.DialContext(ctx, "unix", sock)
+	}}}
+	resp, err := hc.Get("http://meshd" + path)
+	if err != nil {
+		d.t.Fatalf("%s: GET %s: %v", d.name, path, err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		d.t.Fatalf("%s: GET %s: %s", d.name, path, resp.Status)
+	}
+	if err := json.NewDecoder(resp.Body).Decode(out); err != nil {
+		d.t.Fatalf("%s: GET %s: %v", d.name, path, err)
+	}
+}
+
 func (d *daemon) chInfo(ch string) chanView {
 	d.t.Helper()
-	v := jsonLines[chanView](d.t, d.mustCLI("channel", "info", ch, "--json"))
-	if len(v) != 1 {
-		d.t.Fatalf("%s: channel info: %+v", d.name, v)
-	}
-	return v[0]
+	var v chanView
+	d.getAPI("/v1/channels/"+url.PathEscape(ch), &v)
+	return v
 }
 
 func (d *daemon) chTexts(ch string) map[string]int {
 	d.t.Helper()
+	var ms []chanMsg
+	d.getAPI("/v1/channels/"+url.PathEscape(ch)+"/messages", &ms)
 	out := map[string]int{}
-	for _, m := range jsonLines[chanMsg](d.t, d.mustCLI("channel", "history", ch, "--json")) {
+	for _, m := range ms {
 		out[m.Text]++
 	}
 	return out
