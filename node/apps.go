@@ -6,6 +6,7 @@ import (
 
 	"github.com/openmeshd/meshd/envelope"
 	"github.com/openmeshd/meshd/routing"
+	"github.com/openmeshd/meshd/transport"
 )
 
 // app is an application wired into the node (direct messages are built in;
@@ -51,10 +52,9 @@ func (n *Node) registerApp(a app) {
 // floodFilter is the router's FloodFilter: the first app that claims an
 // envelope decides. Unclaimed flood envelopes are relayed (the router's
 // budgets bound them) but shown to nobody.
-func (n *Node) floodFilter(e *envelope.Envelope) routing.FloodVerdict {
-	now := n.clk.Now()
+func (n *Node) floodFilter(now time.Time, link routing.LinkID, from transport.Addr, e *envelope.Envelope) routing.FloodVerdict {
 	for _, a := range n.apps {
-		if v, ok := a.Filter(now, e, "", ""); ok {
+		if v, ok := a.Filter(now, e, link, string(from)); ok {
 			return v
 		}
 	}

@@ -451,18 +451,24 @@ func (r *Router) Reply(now time.Time, to envelope.ReplyTo, port uint8, payload [
 	if err != nil {
 		return err
 	}
+	r.replyAlong(now, to.Token, raw)
+	return nil
+}
+
+// replyAlong sends an anon-reply back along the token's breadcrumb, or as
+// a flood scoped to a few hops when there is none.
+func (r *Router) replyAlong(now time.Time, token envelope.Token, raw []byte) {
 	k := r.sip.envelopeKey(raw)
 	r.dedup.put(k, dedupEntry{at: r.secs(now), heard: 1})
-	if c, ok := r.crumbs[to.Token]; ok && now.Before(c.expires) && r.linkByID[c.link.id] == c.link {
+	if c, ok := r.crumbs[token]; ok && now.Before(c.expires) && r.linkByID[c.link.id] == c.link {
 		r.emit(now, c.link, c.nb, transport.PriorityOwn, raw, envelope.KindAnonReply, false)
-		return nil
+		return
 	}
 	raw[envelope.OffsetTTL] = 3
 	for _, l := range r.links {
 		r.spendControl(now, l, len(raw), true)
 		r.emit(now, l, transport.Broadcast, transport.PriorityOwn, clone(raw), envelope.KindAnonReply, true)
 	}
-	return nil
 }
 
 // Counter returns the send counter an own message was sealed with (the

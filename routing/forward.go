@@ -303,7 +303,7 @@ func (r *Router) onFlood(now time.Time, l *link, raw []byte, e *envelope.Envelop
 	}
 	v := FloodRelay
 	if r.o.FloodFilter != nil {
-		v = r.o.FloodFilter(e)
+		v = r.o.FloodFilter(now, l.id, m.From, e)
 	}
 	if v == FloodDrop {
 		r.drop(DropFiltered)

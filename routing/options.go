@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/openmeshd/meshd/envelope"
+	"github.com/openmeshd/meshd/transport"
 )
 
 // Options configure a Router. Zero values pick the documented defaults;
@@ -115,8 +116,10 @@ type Options struct {
 	AlwaysSendKey bool
 
 	// FloodFilter decides what happens to Channel, Flood and Query
-	// envelopes. Nil: FloodRelay for all.
-	FloodFilter func(e *envelope.Envelope) FloodVerdict
+	// envelopes: link and from name the neighbour it came from (for
+	// per-neighbour limits). It runs before relaying, on the router's
+	// goroutine. Nil: FloodRelay for all.
+	FloodFilter func(now time.Time, link LinkID, from transport.Addr, e *envelope.Envelope) FloodVerdict
 }
 
 func (o *Options) withDefaults() {
