@@ -188,8 +188,9 @@ func (recordingHandler) LinkDown(transport.Link, error)                 {}
 
 // TestLibp2pFiveDaemons: five meshd processes with libp2p only (no TCP,
 // no mDNS); four know only the first as bootstrap peer. They find each
-// other through the DHT, link pairwise, deliver a direct message, and a
-// channel flood injected at one reaches all.
+// other through the DHT, link pairwise, deliver a direct message, talk in
+// a channel of all five, and a raw channel flood injected at one reaches
+// all.
 func TestLibp2pFiveDaemons(t *testing.T) {
 	noTCP := "[tcp]\nlisten = \"\"\nmdns = false\n"
 	boot := newLibp2pDaemon(t, "P0", true, nil, noTCP)
@@ -229,16 +230,39 @@ func TestLibp2pFiveDaemons(t *testing.T) {
 	if !strings.Contains(out, `"state":"delivered"`) {
 		t.Fatalf("send P1 -> P4: %s", out)
 	}
-	// A channel flood injected at P2 by an in-process libp2p node.
+	// A channel of all five: P0 creates it and invites the others; each
+	// posts and everyone reads everyone (channel floods over gossip and the
+	// envelope links).
+	ch := strings.TrimSpace(nodes[0].mustCLI("channel", "create", "internet"))
+	for _, n := range nodes[1:] {
+		code := strings.TrimSpace(nodes[0].mustCLI("channel", "invite", "internet"))
+		if got := strings.TrimSpace(n.mustCLI("channel", "join", "--wait", "60s", code)); got != ch {
+			t.Fatalf("%s joined %q, want %q", n.name, got, ch)
+		}
+	}
+	var texts []string
+	for _, n := range nodes {
+		text := "hello from " + n.name
+		texts = append(texts, text)
+		n.mustCLI("channel", "send", ch, text)
+	}
+	for _, n := range nodes {
+		waitTexts(t, n.daemon, ch, texts...)
+	}
+	// A raw channel-kind flood injected at P2 by an in-process libp2p
+	// node reaches every router.
+	before := make([]float64, len(nodes))
+	for i, n := range nodes {
+		before[i] = n.metric(`meshd_router_frames_in_total{kind="channel"}`)
+	}
 	inj := injector(t, nodes[2].key, nodes[2].multiaddr())
-	flood := channelEnvelope(t, "channel flood over libp2p")
-	if err := inj.Send(context.Background(), transport.Frame{Data: flood}); err != nil {
+	if err := inj.Send(context.Background(), transport.Frame{Data: channelEnvelope(t, "channel flood over libp2p")}); err != nil {
 		t.Fatal(err)
 	}
 	eventually(t, 30*time.Second, "the channel flood reached every daemon", func() error {
-		for _, n := range nodes {
-			if v := n.metric(`meshd_router_frames_in_total{kind="channel"}`); v < 1 {
-				return fmt.Errorf("%s received no channel envelope", n.name)
+		for i, n := range nodes {
+			if v := n.metric(`meshd_router_frames_in_total{kind="channel"}`); v <= before[i] {
+				return fmt.Errorf("%s received no new channel envelope", n.name)
 			}
 		}
 		return nil
@@ -437,18 +461,31 @@ func TestIslandBridging(t *testing.T) {
 		t.Fatalf("L inbox: %+v", in)
 	}
 	t.Logf("direct message T -> G2 -> G1 -> L delivered")
-	// A channel flood from the TCP island reaches the radio island.
+	// A channel between the islands: T creates it and invites L (the
+	// invitation and the key distribution cross as unicast), then messages
+	// flood both ways over radio, gossip and TCP.
+	ch := strings.TrimSpace(tn.mustCLI("channel", "create", "bridge"))
+	code := strings.TrimSpace(tn.mustCLI("channel", "invite", "bridge"))
+	if got := strings.TrimSpace(l.mustCLI("channel", "join", "--wait", "120s", code)); got != ch {
+		t.Fatalf("L joined %q, want %q", got, ch)
+	}
+	tn.mustCLI("channel", "send", ch, "channel message from the TCP island")
+	waitTexts(t, l.daemon, ch, "channel message from the TCP island")
+	l.mustCLI("channel", "send", ch, "channel message from the radio island")
+	waitTexts(t, tn, ch, "channel message from the radio island")
+	t.Logf("channel messages T <-> L delivered both ways")
+	// A raw channel-kind flood from a TCP-island member the test plays
+	// reaches L's router too.
 	inj := tcpInjector(t, tn.listen)
 	if err := inj.Send(context.Background(), transport.Frame{Data: channelEnvelope(t, "channel flood across the internet")}); err != nil {
 		t.Fatal(err)
 	}
 	eventually(t, 90*time.Second, "the channel flood reaches L over the radio", func() error {
-		if v := l.metric(`meshd_router_frames_in_total{kind="channel"}`); v < 1 {
-			return fmt.Errorf("L received no channel envelope")
+		if v := l.metric(`meshd_router_frames_in_total{kind="channel"}`); v < 3 {
+			return fmt.Errorf("L received %v channel envelopes", v)
 		}
 		return nil
 	})
-	t.Logf("channel flood T -> G2 -> G1 -> L delivered")
 
 	// The internet-side announce flood.
 	airBefore := g1.metric("meshd_radio_airtime_total_seconds")
