@@ -22,6 +22,7 @@ import (
 
 	"github.com/openmeshd/meshd/envelope"
 	"github.com/openmeshd/meshd/transport"
+	"github.com/openmeshd/meshd/transport/libp2p/framing"
 )
 
 // plainHost is a stock go-libp2p host (libp2p.New: the library's own
@@ -179,7 +180,7 @@ func TestNonEd25519PeerGetsNoLink(t *testing.T) {
 	}
 	s, err := h.NewStream(ctx, a.ai.ID, EnvelopeProtocol)
 	if err == nil {
-		s.Write(appendFrame(nil, []byte("hello")))
+		s.Write(framing.Append(nil, []byte("hello")))
 		buf := make([]byte, 1)
 		s.SetReadDeadline(time.Now().Add(3 * time.Second))
 		if _, err := s.Read(buf); err == nil {

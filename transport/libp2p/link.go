@@ -18,6 +18,7 @@ import (
 
 	"github.com/openmeshd/meshd/envelope"
 	"github.com/openmeshd/meshd/transport"
+	"github.com/openmeshd/meshd/transport/libp2p/framing"
 )
 
 // MaxFrameSize is the largest frame an envelope stream carries: one
@@ -140,13 +141,13 @@ func (l *Link) writeLoop() {
 			return
 		case first = <-l.q:
 		}
-		buf = appendFrame(buf[:0], first)
+		buf = framing.Append(buf[:0], first)
 		frames, bytes := uint64(1), uint64(len(first))
 	batch:
 		for len(buf) < writeBatch {
 			select {
 			case f := <-l.q:
-				buf = appendFrame(buf, f)
+				buf = framing.Append(buf, f)
 				frames++
 				bytes += uint64(len(f))
 			default:
@@ -174,9 +175,9 @@ func (l *Link) writeLoop() {
 func (l *Link) readLoop(h transport.Handler) error {
 	br := bufio.NewReaderSize(l.s, 4096)
 	for {
-		f, err := readFrame(br, MaxFrameSize)
+		f, err := framing.Read(br, MaxFrameSize)
 		if err != nil {
-			if errors.Is(err, ErrFrameLength) {
+			if errors.Is(err, framing.ErrLength) {
 				l.t.count(&l.t.st.badFrames)
 				return err
 			}
