@@ -256,7 +256,7 @@ func (r *Router) pathRequest(now time.Time, a envelope.Addr) {
 		}
 	}
 	// A node asks at most once every PathRequestEvery, stretched with the
-	// mesh's size on radio (burst of two): in a big mesh that has just
+	// square of the mesh's size beyond 50 nodes on radio (burst of two): in a big mesh that has just
 	// booted nearly every destination is unknown until the announces have
 	// spread, and a path request per message would flood the channel. What
 	// waits is sent when a route appears.
@@ -264,7 +264,11 @@ func (r *Router) pathRequest(now time.Time, a envelope.Addr) {
 		every := r.o.PathRequestEvery
 		for _, l := range r.links {
 			if l.radio {
-				every = max(every, time.Duration(len(r.peers))*4*time.Second)
+				// Quadratic in the mesh's size: the network-wide load of
+				// these floods grows with nodes × nodes reached.
+				if f := float64(len(r.peers)) / 50; f > 1 {
+					every = time.Duration(float64(every) * f * f)
+				}
 				break
 			}
 		}

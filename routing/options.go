@@ -67,9 +67,10 @@ type Options struct {
 	// PathRequestTTL scopes a path request (hops). Zero: 8.
 	PathRequestTTL uint8
 	// PathRequestEvery is the least time between two path requests this
-	// node originates. With a radio link it stretches to 4 s per known node,
-	// so that the mesh as a whole sends a bounded number of these floods (in
-	// a 500-node LoRa mesh one a minute per node saturates the channel:
+	// node originates. With a radio link it stretches with the square of
+	// the known nodes beyond 50 ((n/50)²: 100 nodes ×4, 500 nodes ×100), so
+	// the mesh as a whole sends a bounded number of these floods (in a
+	// 500-node LoRa mesh one a minute per node saturates the channel:
 	// docs/routing.md). Zero: 1 minute.
 	PathRequestEvery time.Duration
 
