@@ -35,6 +35,8 @@ type SearchDraft struct {
 	body   []byte
 	solved bool
 	bits   int
+	// started: StartSearch took the key (or destroyed it).
+	started bool
 }
 
 // PrepareSearch builds a network search for f. The query carries f with
@@ -86,6 +88,15 @@ func (d *SearchDraft) Solve(ctx context.Context) error {
 	return nil
 }
 
+// Discard destroys the draft's one-time key: for a draft that will not be
+// started (its proof of work was cancelled). StartSearch takes ownership of
+// the key otherwise.
+func (d *SearchDraft) Discard() {
+	if d != nil && d.key != nil && !d.started {
+		d.key.Destroy()
+	}
+}
+
 // StartSearch sends a solved search: an Originate of the query envelope.
 // It returns the search's id and the local results (the cache), which the
 // answers extend through SearchUpdate actions until the search ends.
@@ -95,9 +106,11 @@ func (c *Core) StartSearch(now time.Time, d *SearchDraft) (SearchID, []Result, e
 	if d == nil || !d.solved {
 		return 0, nil, fmt.Errorf("%w: search draft not solved", ErrInvalid)
 	}
-	if _, dup := c.searches[d.q.Token]; dup {
+	if _, dup := c.searches[d.q.Token]; dup || d.started {
+		// Even after the search ended: its token and key are used once.
 		return 0, nil, fmt.Errorf("%w: search draft already started", ErrInvalid)
 	}
+	d.started = true
 	if len(c.searches) >= c.o.MaxSearches {
 		d.key.Destroy()
 		return 0, nil, fmt.Errorf("%w: %d searches running", ErrRateLimited, len(c.searches))
@@ -368,6 +381,17 @@ func (c *Core) answer(now time.Time, q *Query) int {
 		c.stats.QueriesAnswered++
 	}
 	return sent
+}
+
+// OwnsToken reports whether token is one this core is waiting on: a
+// running search's or a reservation attempt's. The node offers an
+// anon-reply to FAPP only then (other applications issue tokens too).
+func (c *Core) OwnsToken(token envelope.Token) bool {
+	if _, ok := c.searches[token]; ok {
+		return true
+	}
+	_, ok := c.resByTok[token]
+	return ok
 }
 
 // OnAnonReply handles an anon-reply the router delivered for token: the

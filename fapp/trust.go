@@ -169,6 +169,34 @@ func decodeEndorsement(r *reader) Endorsement {
 	return e
 }
 
+// EndorsementSize is the wire size of an endorsement (anchor id 4,
+// qualifications 1, valid until 2, signature 64): the form an anchor hands
+// to a therapist (MarshalBinary, ParseEndorsement).
+const EndorsementSize = endorsementSize
+
+// MarshalBinary returns the endorsement's 71-byte wire form.
+func (e Endorsement) MarshalBinary() ([]byte, error) {
+	if e.Verfahren == 0 || e.Verfahren&^allVerfahren != 0 || e.Altersgruppen == 0 || e.Altersgruppen&^allAltersgruppen != 0 {
+		return nil, fmt.Errorf("%w: endorsement qualifications %s / %s", ErrInvalid, e.Verfahren, e.Altersgruppen)
+	}
+	if _, ok := toDays(e.ValidUntil); !ok {
+		return nil, fmt.Errorf("%w: endorsement validity %s", ErrInvalid, e.ValidUntil)
+	}
+	return appendEndorsement(make([]byte, 0, endorsementSize), &e), nil
+}
+
+// ParseEndorsement reads an endorsement's wire form (what MarshalBinary
+// writes). It checks the form only; whether the signature verifies depends
+// on the therapist and commitment it is used with (Endorsement.Verify).
+func ParseEndorsement(b []byte) (Endorsement, error) {
+	r := &reader{b: b, what: "endorsement"}
+	e := decodeEndorsement(r)
+	if err := r.end(); err != nil {
+		return Endorsement{}, err
+	}
+	return e, nil
+}
+
 // Credentials are the trust material a therapist publishes.
 type Credentials struct {
 	// Attestation is kept by the therapist's node; only its commitment is
