@@ -71,7 +71,11 @@ type Config struct {
 	} `key:"api"`
 
 	Web struct {
-		Listen string `key:"listen" doc:"Serve the web UI (and the API behind its login) on this address, e.g. \"0.0.0.0:8080\". Empty: off."`
+		Listen  string   `key:"listen" doc:"Serve the web UI (and the API behind its login) on this address, e.g. \"0.0.0.0:8080\". Empty: off. The operator sets the login password with meshd web passwd (docs/webui.md)."`
+		TLS     bool     `key:"tls" doc:"Serve the web UI over HTTPS. Without tls_cert and tls_key a self-signed certificate is generated on first start (web-tls.crt and web-tls.key in the data directory; its fingerprint is logged). Off: plain HTTP, readable by anyone on the network (docs/webui.md)."`
+		TLSCert string   `key:"tls_cert" doc:"Certificate file (PEM) for web.tls, e.g. one your own CA issued. Empty: the self-signed one."`
+		TLSKey  string   `key:"tls_key" doc:"Private key file (PEM) of web.tls_cert. Empty: the self-signed one."`
+		Hosts   []string `key:"hosts" doc:"Host names the web UI answers to besides IP addresses, localhost, single-label names and names under .lan, .local, .home.arpa and .internal; other Host headers are refused (DNS-rebinding protection). Empty: just those."`
 	} `key:"web"`
 
 	Routing struct {
@@ -209,6 +213,9 @@ func (c *Config) Validate() error {
 		if _, _, err := net.SplitHostPort(c.Web.Listen); err != nil {
 			return bad("web.listen", "%q is not host:port", c.Web.Listen)
 		}
+	}
+	if (c.Web.TLSCert == "") != (c.Web.TLSKey == "") {
+		return bad("web.tls_cert", "web.tls_cert and web.tls_key go together")
 	}
 	if c.Routing.MaxHops < 1 || c.Routing.MaxHops > 255 {
 		return bad("routing.max_hops", "%d is not in 1..255", c.Routing.MaxHops)
