@@ -68,6 +68,10 @@ func (n *Node) startAPI() (*apiServer, error) {
 		a.serve(tl, n.handler(token))
 		n.log.Info("API on TCP with bearer token", "addr", tl.Addr().String(), "token_file", n.paths.Token)
 	}
+	if err := n.startWeb(a); err != nil { // web.listen: the web UI (webserver.go)
+		a.shutdown()
+		return nil, err
+	}
 	return a, nil
 }
 
@@ -210,6 +214,7 @@ func (n *Node) handler(token string) http.Handler {
 	mux.HandleFunc("POST /v1/inbox/{seq}/read", n.apiRead)
 	mux.HandleFunc("GET /v1/events", n.apiEvents)
 	mux.HandleFunc("GET /metrics", n.apiMetrics)
+	n.viewRoutes(mux) // read-only views for the web UI (views.go)
 	for _, a := range n.apps {
 		a.Routes(mux)
 	}
