@@ -67,13 +67,13 @@ type Server struct {
 	limit    *limiter
 	hashSem  chan struct{} // one argon2id computation at a time
 
-	mu      sync.Mutex
+	mu       sync.Mutex
 	pwRaw    string // password file content last read
 	pwExists bool
-	pw      *passwordHash
-	pwErr   error
-	gen     uint64 // bumped whenever the password file changes
-	pwCheck time.Time
+	pw       *passwordHash
+	pwErr    error
+	gen      uint64 // bumped whenever the password file changes
+	pwCheck  time.Time
 
 	failMu    sync.Mutex
 	failCount int
