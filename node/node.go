@@ -147,6 +147,7 @@ func New(cfg Config, o Options) (*Node, error) {
 		return fail(fmt.Errorf("router: %w", err))
 	}
 	n.registerApp(newChannelsApp(n))
+	n.registerApp(newFAPPApp(n))
 	return n, nil
 }
 

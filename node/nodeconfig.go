@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/openmeshd/meshd/fapp"
 	"github.com/openmeshd/meshd/node/config"
 )
 
@@ -95,6 +96,23 @@ type Config struct {
 	Messages struct {
 		MaxText int `key:"max_text" doc:"Longest direct message accepted, in bytes of UTF-8."`
 	} `key:"messages"`
+
+	// FAPP is the free-appointment application (docs/fapp.md). Every node
+	// caches and relays therapists' slot announces and answers searches
+	// whatever its role.
+	FAPP struct {
+		Role             string        `key:"role" doc:"What this node's users may do with FAPP: any (default), therapist (announce slots and answer reservations, no patient operations), patient (search and reserve, no therapist operations: e.g. a router whose web UI patients use), relay (neither; cache, relay and answer searches only). Local search works in every role."`
+		Anchors          []string      `key:"anchors" doc:"Trust anchors whose endorsements mark a therapist as verified: \"KEY NAME\", the anchor's public key (64 hex digits, meshd id shows it) and the name shown to patients, e.g. \"3b6a...e1 Psychotherapeutenkammer Bayern\". Empty: every therapist shows as unverified."`
+		QueryBits        int           `key:"query_bits" doc:"Proof-of-work difficulty (leading zero bits) this node puts on its network searches and requires of others' (1-28). Every node of a mesh should use the same: a node requiring more drops the others' searches."`
+		ReserveBits      int           `key:"reserve_bits" doc:"Proof-of-work difficulty of reservations (1-28): put on this node's reservations and required of reservations a therapist's node receives."`
+		CacheEntries     int           `key:"cache_entries" doc:"Announce pages the cache keeps (each at most one LoRa frame)."`
+		CacheBytes       int           `key:"cache_bytes" doc:"Memory bound of the announce cache in bytes (wire bytes plus 256 per page)."`
+		QueryTTL         int           `key:"query_ttl" doc:"How many hops a network search travels (1-32)."`
+		AnnounceBudget   int           `key:"announce_budget" doc:"Largest own announce in bytes (at most 254); slots beyond it go to further pages. 240 keeps one announce in one LoRa frame on air."`
+		AnnounceLifetime time.Duration `key:"announce_lifetime" doc:"How long this therapist's announces live (at most 7 days); they are refreshed at half of it."`
+		PublishDelay     time.Duration `key:"publish_delay" doc:"Slot and profile changes within this delay go out in one announce."`
+		AutoConfirm      bool          `key:"auto_confirm" doc:"Therapist: confirm the first valid reservation of a free slot at once instead of waiting for meshd fapp confirm."`
+	} `key:"fapp"`
 }
 
 // Defaults returns the embedded defaults: a node that needs no config file.
@@ -119,6 +137,16 @@ func Defaults() Config {
 	c.Log.Level = "info"
 	c.Log.Format = "text"
 	c.Messages.MaxText = 4000
+	c.FAPP.Role = FAPPRoleAny
+	c.FAPP.Anchors = []string{}
+	c.FAPP.QueryBits = fapp.DefaultQueryBits
+	c.FAPP.ReserveBits = fapp.DefaultReserveBits
+	c.FAPP.CacheEntries = 1024
+	c.FAPP.CacheBytes = 512 << 10
+	c.FAPP.QueryTTL = 6
+	c.FAPP.AnnounceBudget = fapp.DefaultAnnounceBudget
+	c.FAPP.AnnounceLifetime = 24 * time.Hour
+	c.FAPP.PublishDelay = 30 * time.Second
 	return c
 }
 
@@ -250,6 +278,9 @@ func (c *Config) Validate() error {
 	}
 	if c.LoRa.DutyCycle < 0 || c.LoRa.DutyCycle > 1 {
 		return bad("lora.duty_cycle", "%g is not a share in [0, 1]", c.LoRa.DutyCycle)
+	}
+	if err := validateFAPP(c, bad); err != nil {
+		return err
 	}
 	return validateLibp2p(c, bad)
 }
