@@ -43,6 +43,7 @@ func commands() map[string]command {
 		"inbox":    {"list received messages (--follow for new ones)", cmdInbox},
 		"outbox":   {"list sent messages and their delivery state", cmdOutbox},
 		"channel":  {"group channels: create, invite, join, send, history, members, remove (meshd channel -h)", cmdChannel},
+		"fapp":     {"free therapy slots: announce (therapist), search and reserve anonymously (patient) (meshd fapp -h)", cmdFAPP},
 		"radio":    {"list serial ports and likely LoRa radios; run virtual RNode modems (sim)", cmdRadio},
 		"web":      {"web UI: set its login password (meshd web passwd), show its TLS fingerprint", cmdWeb},
 		"version":  {"print the version", cmdVersion},
