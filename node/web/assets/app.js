@@ -106,6 +106,7 @@ function h(tag, attrs) {
       else if (k === 'text') el.textContent = v;
       else if (k.slice(0, 2) === 'on') el.addEventListener(k.slice(2), v);
       else if (k === 'value') el.value = v;
+      else if (k === 'css') { for (const c in v) el.style[c] = v[c]; } // CSSOM: allowed by the CSP, style attributes are not
       else el.setAttribute(k, v === true ? '' : v);
     }
   }
@@ -161,7 +162,7 @@ function fmtDur(sec) {
 }
 function hue(s) { let x = 0; for (let i = 0; i < s.length; i++) x = (x * 31 + s.charCodeAt(i)) % 360; return x; }
 function avatar(label, seed) {
-  return h('span', { class: 'avatar', 'aria-hidden': 'true', style: 'background:hsl(' + hue(seed || label) + ',50%,34%)' }, (label || '?').slice(0, 1).toUpperCase());
+  return h('span', { class: 'avatar', 'aria-hidden': 'true', css: { background: 'hsl(' + hue(seed || label) + ',50%,34%)' } }, (label || '?').slice(0, 1).toUpperCase());
 }
 function contactFor(addr) { for (const c of S.contacts) if (c.address === addr) return c; return null; }
 // peerName is what a person sees for an address: the petname, else the
@@ -302,7 +303,7 @@ function tabs() {
 }
 function markTab() {
   const r = S.route[0] || 'chats';
-  const tab = { chat: 'chats', 'new': 'chats', contact: 'contacts', channel: 'channels' }[r] || r;
+  const tab = { chat: 'chats', 'new': 'chats', contact: 'contacts', channel: 'channels', chats: 'chats' }[r] || r;
   document.querySelectorAll('#tabs a').forEach(function (a) {
     if (a.getAttribute('data-tab') === tab) a.setAttribute('aria-current', 'page'); else a.removeAttribute('aria-current');
   });
@@ -327,10 +328,19 @@ async function startApp() {
   try {
     const res = await Promise.all([get('/v1/id'), get('/v1/contacts'), probeFAPP()]);
     S.me = res[0]; S.contacts = res[1]; S.fapp = res[2];
-  } catch (e) { if (e.status === 401) return; }
+    if (S.fapp && !window.meshdFAPP) await loadScript('/fapp.js');
+  } catch (e) { if (e.status === 401) return; S.fapp = !!window.meshdFAPP; }
   tabs();
   startLive();
   if (!location.hash || location.hash === '#') location.replace('#/chats'); else route();
+}
+function loadScript(src) {
+  return new Promise(function (resolve, reject) {
+    const el = h('script', { src: src });
+    el.onload = resolve;
+    el.onerror = function () { reject(new ApiError(0, 'network', src)); };
+    document.head.appendChild(el);
+  });
 }
 async function probeFAPP() {
   try { await get('/v1/fapp/stats'); return true; } catch (e) { return false; }
@@ -339,12 +349,14 @@ async function probeFAPP() {
 // ---- live events (server-sent events) -------------------------------------------
 function startLive() {
   stopLive();
-  const es = new EventSource('/v1/events?types=message,status,link-up,link-down,channel-message,channel-event');
+  const types = ['message', 'status', 'link-up', 'link-down', 'channel-message', 'channel-event'];
+  if (S.fapp) types.push('fapp-search', 'fapp-reservation', 'fapp-request');
+  const es = new EventSource('/v1/events?types=' + types.join(','));
   S.es = es;
   let opened = false;
   es.addEventListener('open', function () { if (opened) route(true); opened = true; });
   es.addEventListener('message', function (ev) { onEvent('message', ev); });
-  ['status', 'link-up', 'link-down', 'channel-message', 'channel-event'].forEach(function (typ) {
+  types.slice(1).forEach(function (typ) {
     es.addEventListener(typ, function (ev) { onEvent(typ, ev); });
   });
   es.addEventListener('error', async function () {
@@ -378,6 +390,8 @@ function onEvent(type, ev) {
     if (view === 'channels' || (view === 'channel' && sameChannel(d.channel))) route(true);
   } else if (type === 'link-up' || type === 'link-down') {
     if (view === 'status') route(true);
+  } else if (type.indexOf('fapp-') === 0 && window.meshdFAPPEvent) {
+    window.meshdFAPPEvent(type, d);
   }
 }
 function sameChannel(id) { return S.route[1] === id || (S.chan && S.chan.id === id); }
@@ -539,7 +553,7 @@ function copyText(text) {
   legacyCopy(text); done();
 }
 function legacyCopy(text) {
-  const ta = h('textarea', { value: text, readonly: true, style: 'position:fixed;opacity:0' });
+  const ta = h('textarea', { value: text, readonly: true, css: { position: 'fixed', opacity: '0' } });
   document.body.appendChild(ta);
   ta.select();
   try { document.execCommand('copy'); } catch (e) { /* nothing more to try */ }
@@ -797,7 +811,7 @@ function gauge(used, limit, label) {
   const pct = limit > 0 ? Math.min(100, used / limit * 100) : 0;
   return h('div', { class: 'gauge' + (pct >= 90 ? ' full' : pct >= 60 ? ' high' : ''), role: 'meter', 'aria-label': label,
     'aria-valuemin': '0', 'aria-valuemax': String(limit), 'aria-valuenow': String(used), 'aria-valuetext': fmtNum(pct, 1) + ' %' },
-  h('span', { style: 'width:' + pct.toFixed(1) + '%' }));
+  h('span', { css: { width: pct.toFixed(1) + '%' } }));
 }
 async function viewStatus() {
   setTitle(t('status'));
@@ -843,7 +857,7 @@ async function viewStatus() {
 // ---- FAPP (appointments) ---------------------------------------------------------------------
 async function viewFAPP() {
   if (!S.fapp) { location.replace('#/chats'); return null; }
-  return window.meshdFAPP ? window.meshdFAPP(S.route[1]) : h('p', { class: 'empty', text: '\u2013' });
+  return window.meshdFAPP(S.route[1]);
 }
 
 // ---- boot ------------------------------------------------------------------------------------
@@ -866,7 +880,7 @@ async function boot() {
   const body = await r.json().catch(function () { return {}; });
   showLogin(body.error && body.error.code === 'no_password' ? t('noPassword') : '');
 }
-S.api = { get: get, post: post, api: api, h: h, t: t, field: field, errorBox: errorBox, showError: showError, toast: toast, fmtTime: fmtTime, enc: enc, route: route, setTitle: setTitle, TEXT: TEXT, S: S };
+S.api = { fmtBytes: fmtBytes, get: get, post: post, api: api, h: h, t: t, field: field, errorBox: errorBox, showError: showError, toast: toast, fmtTime: fmtTime, enc: enc, route: route, setTitle: setTitle, TEXT: TEXT, S: S };
 window.meshd = S.api;
 boot();
 })();
