@@ -557,7 +557,7 @@ func testFAPPPages(t *testing.T, pa, pb *page, a, b *webDaemon) {
 		pb.hash("#/fapp/search")
 		pb.wait("the search form", "!!document.querySelector('#fapp-search')")
 		pb.setValue("#fapp-plz", "80331")
-		pb.eval("document.getElementById('s-verfahren-VT').click(); ''")
+		pb.eval("document.getElementById('fapp-more').open = true; document.getElementById('s-verfahren-VT').click(); ''")
 		deadline := time.Now().Add(40 * time.Second)
 		for {
 			pb.click("#fapp-search button[type=submit]")

@@ -19,7 +19,7 @@ const TEXT = {
     stateHelp: 'queued: stored, waiting for a route · sent: on its way · delivered: the recipient confirmed it',
     newFrom: 'New message from {0}', unverifiedName: '{0} (unverified name)',
     myId: 'This node', address: 'Address', publicKey: 'Public key', fingerprint: 'Fingerprint', showQR: 'Show QR code', hideQR: 'Hide QR code', copy: 'Copy', copied: 'Copied.',
-    addContact: 'Add a contact', name: 'Name', addressOrKey: 'Address or public key', add: 'Add', noContacts: 'No contacts yet.',
+    addrHint: 'An address (32 hex digits) or a public key (64); with the key the safety number is known at once.', addContact: 'Add a contact', name: 'Name', addressOrKey: 'Address or public key', add: 'Add', noContacts: 'No contacts yet.',
     known: 'Other nodes this node knows', reachable: 'reachable', unreachable: 'not reachable', neighbour: 'neighbour',
     verified: 'verified', notVerified: 'not verified', safetyNumber: 'Safety number',
     safetyHelp: 'Compare these numbers with the ones on the other person\u2019s screen, in person or over a channel you trust. If they match, mark the contact as verified.',
@@ -59,7 +59,7 @@ const TEXT = {
     stateHelp: 'wartet: gespeichert, noch kein Weg · gesendet: unterwegs · zugestellt: vom Empfänger bestätigt',
     newFrom: 'Neue Nachricht von {0}', unverifiedName: '{0} (Name nicht geprüft)',
     myId: 'Dieser Knoten', address: 'Adresse', publicKey: 'Öffentlicher Schlüssel', fingerprint: 'Fingerabdruck', showQR: 'QR-Code zeigen', hideQR: 'QR-Code ausblenden', copy: 'Kopieren', copied: 'Kopiert.',
-    addContact: 'Kontakt hinzufügen', name: 'Name', addressOrKey: 'Adresse oder öffentlicher Schlüssel', add: 'Hinzufügen', noContacts: 'Noch keine Kontakte.',
+    addrHint: 'Eine Adresse (32 Hex-Ziffern) oder ein öffentlicher Schlüssel (64); mit dem Schlüssel ist die Sicherheitsnummer sofort bekannt.', addContact: 'Kontakt hinzufügen', name: 'Name', addressOrKey: 'Adresse oder öffentlicher Schlüssel', add: 'Hinzufügen', noContacts: 'Noch keine Kontakte.',
     known: 'Weitere bekannte Knoten', reachable: 'erreichbar', unreachable: 'nicht erreichbar', neighbour: 'Nachbar',
     verified: 'verifiziert', notVerified: 'nicht verifiziert', safetyNumber: 'Sicherheitsnummer',
     safetyHelp: 'Vergleiche diese Zahlen mit denen auf dem Bildschirm der anderen Person, persönlich oder über einen vertrauenswürdigen Weg. Stimmen sie überein, markiere den Kontakt als verifiziert.',
@@ -601,7 +601,7 @@ async function viewContacts() {
       toast(t('contactAdded'));
       route(true);
     } catch (e) { showError(err, e); }
-  } }, h('h2', { text: t('addContact') }), field(t('name'), name), field(t('addressOrKey'), addr, t('toHint')), err,
+  } }, h('h2', { text: t('addContact') }), field(t('name'), name), field(t('addressOrKey'), addr, t('addrHint')), err,
   h('div', { class: 'actions' }, h('button', { class: 'btn', type: 'submit', text: t('add') })));
   const otherList = others.length ? h('ul', { class: 'list' }, others.map(function (p) {
     const label = p.claimed_name ? t('unverifiedName', p.claimed_name) : short(p.address);

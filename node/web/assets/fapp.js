@@ -21,7 +21,7 @@ Object.assign(M.TEXT.en, {
   contactMsg: 'Message (optional)', requestsT: 'Reservation requests', outcome: 'State', received: 'Received', answer: 'Answer',
   o_pending: 'waiting', o_confirmed: 'confirmed', o_declined: 'declined', o_taken: 'taken by someone else', o_gone: 'slot withdrawn', o_expired: 'expired',
   roleNote: 'This node\u2019s FAPP role: {0}', newRequest: 'New reservation request', answerArrived: 'The therapist answered your reservation',
-  moreArriving: 'More answers may arrive from the mesh for a while.', removeSlot: 'Remove', published: 'Published.', slotAdded: 'Slot added.'
+  moreArriving: 'More answers may arrive from the mesh for a while.', moreFilters: 'More filters', removeSlot: 'Remove', published: 'Published.', slotAdded: 'Slot added.'
 });
 Object.assign(M.TEXT.de, {
   f_VT: 'Verhaltenstherapie (VT)', f_TP: 'Tiefenpsychologisch fundiert (TP)', f_AP: 'Analytische Psychotherapie (AP)', f_ST: 'Systemische Therapie (ST)',
@@ -38,7 +38,7 @@ Object.assign(M.TEXT.de, {
   contactMsg: 'Nachricht (freiwillig)', requestsT: 'Reservierungsanfragen', outcome: 'Stand', received: 'Eingegangen', answer: 'Antwort',
   o_pending: 'wartet', o_confirmed: 'bestätigt', o_declined: 'abgesagt', o_taken: 'anderweitig vergeben', o_gone: 'Termin zurückgezogen', o_expired: 'abgelaufen',
   roleNote: 'FAPP-Rolle dieses Knotens: {0}', newRequest: 'Neue Reservierungsanfrage', answerArrived: 'Die Praxis hat auf deine Reservierung geantwortet',
-  moreArriving: 'Weitere Antworten aus dem Mesh können noch eintreffen.', removeSlot: 'Entfernen', published: 'Veröffentlicht.', slotAdded: 'Termin hinzugefügt.'
+  moreArriving: 'Weitere Antworten aus dem Mesh können noch eintreffen.', moreFilters: 'Weitere Filter', removeSlot: 'Entfernen', published: 'Veröffentlicht.', slotAdded: 'Termin hinzugefügt.'
 });
 
 const SETS = {
@@ -149,14 +149,17 @@ function search() {
       F.search = await post('/v1/fapp/search', q);
       F.results = F.search.results || [];
       showResults(out);
+      out.scrollIntoView();
     } catch (e) { out.textContent = ''; M.showError(err, e); } finally { btn.disabled = false; }
   } },
   h('h2', { text: t('fappSearchTitle') }),
   M.field(t('plzLabel'), plz, t('plzHint')),
-  checks('slot_types', t('slotType'), '', idp), checks('verfahren', t('verfahren'), '', idp), checks('kostentraeger', t('kostentraeger'), '', idp),
-  checks('modalitaeten', t('modalitaeten'), '', idp), checks('altersgruppen', t('altersgruppen'), '', idp),
-  h('div', { class: 'row' }, h('div', { class: 'grow' }, M.field(t('fromDate'), from)), h('div', { class: 'grow' }, M.field(t('toDate'), to))),
-  M.field(t('language'), lang),
+  checks('slot_types', t('slotType'), '', idp),
+  h('details', { id: 'fapp-more' }, h('summary', { text: t('moreFilters') }),
+    checks('verfahren', t('verfahren'), '', idp), checks('kostentraeger', t('kostentraeger'), '', idp),
+    checks('modalitaeten', t('modalitaeten'), '', idp), checks('altersgruppen', t('altersgruppen'), '', idp),
+    h('div', { class: 'row' }, h('div', { class: 'grow' }, M.field(t('fromDate'), from)), h('div', { class: 'grow' }, M.field(t('toDate'), to))),
+    M.field(t('language'), lang)),
   h('label', { class: 'check', for: 'fapp-network' }, net, t('network')), h('p', { class: 'hint', text: t('networkHint') }),
   err, h('div', { class: 'actions' }, btn));
   const node = h('div', null, seg('search'), form, out);
