@@ -1,5 +1,5 @@
 // Package discovery finds meshd nodes on the local links with multicast DNS
-// (hashicorp/mdns) and asks a Dialer to link to them.
+// and asks a Dialer to link to them.
 //
 // Every node advertises the service _meshd._tcp on each of its interfaces,
 // with a TXT record carrying the protocol version and its node address, so
@@ -7,31 +7,45 @@
 // before dialing. Browsing repeats every BrowseInterval on each interface;
 // each new node heard is dialed once (the Dialer settles duplicates).
 //
-// # Working around hashicorp/mdns
+// # Wire behaviour
 //
-// hashicorp/mdns serves one interface per Server (Config.Iface; nil means
-// whatever interface the kernel picks for the default route, which for
-// IPv6 link-local multicast is just one), and a Query sends on one
-// interface (QueryParam.Interface). So this package runs one responder
-// per interface, advertising only that interface's addresses, and queries
-// each interface in turn. Two limits remain, and are handled here:
+// The mDNS slice is this module's own (package mdns below this one), not a
+// library: hashicorp/mdns, with miekg/dns and golang.org/x/net under it,
+// cost 1.44 MB of the 8 MB MIPS router binary (measured; see
+// docs/transports.md). Per interface and IP version discovery runs a
+// responder for one instance of _meshd._tcp.local. that
 //
-//   - Every responder socket is bound to the group address and port, and
-//     Linux delivers a group's datagrams to every such socket whatever
-//     interface they came in on (IP_MULTICAST_ALL), which the library does
-//     not turn off. So a query heard on eth0 is also answered by the wlan0
-//     responder, with wlan0's addresses. Responders therefore use a
-//     distinct instance and host name per interface (the library's client
-//     merges answers by name and keeps the first complete one, which would
-//     otherwise be arbitrary), and the browser only dials an address that
-//     is on the link it queried: an IPv4 address inside one of that
-//     interface's subnets, or an IPv6 link-local address, which it scopes
-//     to that interface itself.
-//   - The library logs through a *log.Logger at every query ("Closing
-//     client"); its output goes to the slog Logger at debug level.
+//   - announces its records twice, a second apart, when it starts
+//     (RFC 6762 §8.3), and withdraws them with a goodbye (TTL 0) when it
+//     stops or its interface's addresses change;
+//   - answers PTR queries for _meshd._tcp.local. and
+//     _services._dns-sd._udp.local., SRV/TXT/ANY queries for its instance
+//     and A/AAAA queries for its host name, with that interface's own
+//     addresses only; NSEC for what the names do not have;
+//   - answers to the group after 20–120 ms when shared records are asked
+//     for, at most once a second per record group; to the querier alone for
+//     a legacy querier (source port not 5353: query ID and question echoed,
+//     TTL ≤ 10 s) and for QU questions when it multicast the records within
+//     a quarter of their TTL; not at all for records the query lists as
+//     known answers with half their TTL left.
 //
-// The library's goroutines end shortly after Shutdown or the end of a
-// query rather than before those calls return; Run waits for its own.
+// A querier sends a PTR query for _meshd._tcp.local. on each interface
+// every BrowseInterval, from port 5353, listing as known answers its own
+// instance and the instances of nodes it is linked to. Every response heard
+// on an interface — answers to anyone's query, announcements — is read for
+// instances, so a new node is dialed as soon as it announces itself.
+//
+// # Sockets
+//
+// One UDP socket per IP version, bound to port 5353 with SO_REUSEADDR and
+// joined to 224.0.0.251 / ff02::fb on each interface. IP_PKTINFO /
+// IPV6_PKTINFO tell which interface a datagram came in on and choose the
+// one a reply leaves by, so each interface's responder and querier see only
+// their link (hashicorp/mdns's sockets heard every interface and answered
+// with the wrong addresses). Datagrams from sources not on the link
+// (outside the interface's subnets, not link-local) are ignored. No route
+// for 224.0.0.0/4 is needed. Linux only (the package builds elsewhere; Run
+// then logs that it cannot open its sockets).
 package discovery
 
 import (
@@ -41,18 +55,18 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"log"
 	"log/slog"
 	mrand "math/rand/v2"
 	"net"
+	"net/netip"
 	"slices"
 	"strconv"
 	"strings"
 	"sync"
 	"time"
 
-	"github.com/hashicorp/mdns"
 	"github.com/openmeshd/meshd/envelope"
+	"github.com/openmeshd/meshd/transport/discovery/mdns"
 )
 
 // Service is the DNS-SD service type meshd nodes advertise.
@@ -79,7 +93,8 @@ type Options struct {
 	// Port is the TCP port the transport listens on. Required to advertise;
 	// zero: browse only.
 	Port int
-	// Dialer links to what browsing finds. Zero (nil): advertise only.
+	// Dialer links to what browsing finds. Zero (nil): advertise only (no
+	// queries are sent).
 	Dialer Dialer
 	// Interfaces limits discovery to these interface names (config key
 	// discovery.interfaces). Zero: every interface that is up, multicast
@@ -88,7 +103,9 @@ type Options struct {
 	// BrowseInterval is how often each interface is queried; interfaces are
 	// rescanned at the same pace. Zero: 30 s.
 	BrowseInterval time.Duration
-	// QueryTimeout is how long one query listens for answers. Zero: 1 s.
+	// QueryTimeout is how long answers are gathered, from the first one
+	// heard on an interface, before the nodes heard are dialed (a node heard
+	// several times is dialed once, at one endpoint). Zero: 1 s.
 	QueryTimeout time.Duration
 	// DialTimeout bounds one dial of a discovered node. Zero: 15 s.
 	DialTimeout time.Duration
@@ -113,6 +130,13 @@ type Stats struct {
 	BadTXT      uint64 // answers whose TXT record did not parse
 	Dials       uint64
 	DialErrors  uint64
+
+	Answers       uint64 // responses sent to queries (multicast or unicast)
+	Suppressed    uint64 // queries (or parts) not answered: the querier listed the answer as known
+	Announcements uint64 // unsolicited announcements sent (per interface and IP version)
+	Goodbyes      uint64 // goodbyes (TTL 0) heard for instances of the service
+	Malformed     uint64 // datagrams that did not decode
+	Ignored       uint64 // datagrams from off-link sources, other interfaces, or dropped when busy
 }
 
 // Discovery advertises this node and dials the nodes it hears.
@@ -122,17 +146,11 @@ type Discovery struct {
 	tag string // random, distinguishes our instance names across restarts
 
 	mu         sync.Mutex
-	responders map[int]*responder // by interface index
+	responders int
 	dialing    map[envelope.Address]bool
 	failed     map[string]time.Time // endpoint → when a dial to it failed
 	stats      Stats
-	rnd        *mrand.Rand
-}
-
-type responder struct {
-	ifname string
-	ips    string // the advertised addresses, to notice changes
-	srv    *mdns.Server
+	rnd        *mrand.Rand // used by Run's goroutine only
 }
 
 // New checks o.
@@ -161,11 +179,10 @@ func New(o Options) (*Discovery, error) {
 	}
 	return &Discovery{
 		o: o, log: o.Logger,
-		tag:        hex.EncodeToString(seed[:2]),
-		responders: make(map[int]*responder),
-		dialing:    make(map[envelope.Address]bool),
-		failed:     make(map[string]time.Time),
-		rnd:        mrand.New(mrand.NewChaCha8(seed)),
+		tag:     hex.EncodeToString(seed[:2]),
+		dialing: make(map[envelope.Address]bool),
+		failed:  make(map[string]time.Time),
+		rnd:     mrand.New(mrand.NewChaCha8(seed)),
 	}, nil
 }
 
@@ -174,48 +191,24 @@ func (d *Discovery) Stats() Stats {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	s := d.stats
-	s.Responders = len(d.responders)
+	s.Responders = d.responders
 	return s
 }
 
-// Run advertises and browses until ctx is done, then shuts every responder
-// down and waits for the dials it started.
+func (d *Discovery) count(f *uint64) {
+	d.mu.Lock()
+	*f++
+	d.mu.Unlock()
+}
+
+// Run advertises and browses until ctx is done, then sends its goodbyes,
+// closes its sockets and waits for the dials it started.
 func (d *Discovery) Run(ctx context.Context) error {
-	var wg sync.WaitGroup
-	defer func() {
-		d.mu.Lock()
-		for idx, r := range d.responders {
-			r.srv.Shutdown()
-			delete(d.responders, idx)
-		}
-		d.mu.Unlock()
-		wg.Wait()
-	}()
-	for {
-		ifaces, err := d.interfaces()
-		if err != nil {
-			d.log.Warn("discovery: listing interfaces", "err", err.Error())
-		}
-		if d.o.Port > 0 {
-			d.reconcile(ifaces)
-		}
-		for _, ifc := range ifaces {
-			if ctx.Err() != nil {
-				return nil
-			}
-			d.browse(ctx, &wg, ifc)
-		}
-		// Jitter ±10% so that nodes started together do not query together.
-		j := d.o.BrowseInterval / 10
-		wait := d.o.BrowseInterval - j + time.Duration(d.rnd.Int64N(int64(2*j)+1))
-		t := time.NewTimer(wait)
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			return nil
-		case <-t.C:
-		}
-	}
+	var dials sync.WaitGroup
+	defer dials.Wait()
+	r := newRun(d, ctx, &dials)
+	defer r.close()
+	return r.loop()
 }
 
 // iface is an interface and the networks on it.
@@ -267,137 +260,80 @@ func (d *Discovery) instance(ifc iface) string {
 	return "meshd-" + d.o.Self.String()[:16] + "-" + d.tag + "-" + strconv.Itoa(ifc.Index)
 }
 
-// reconcile runs one responder per interface, restarting it when the
-// interface's addresses change and stopping it when the interface goes.
-func (d *Discovery) reconcile(ifaces []iface) {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	seen := map[int]bool{}
-	for _, ifc := range ifaces {
-		seen[ifc.Index] = true
-		var ips []net.IP
-		var names []string
-		for _, n := range ifc.nets {
-			ips = append(ips, n.IP)
-			names = append(names, n.IP.String())
-		}
-		key := strings.Join(names, ",")
-		if r := d.responders[ifc.Index]; r != nil {
-			if r.ips == key {
-				continue
-			}
-			r.srv.Shutdown()
-			delete(d.responders, ifc.Index)
-		}
-		inst := d.instance(ifc)
-		rec := Record{Version: Version, Address: d.o.Self}
-		svc, err := mdns.NewMDNSService(inst, Service, "local.", inst+".local.", d.o.Port, ips, rec.TXT())
-		if err != nil {
-			d.log.Warn("discovery: building the service record", "iface", ifc.Name, "err", err.Error())
-			continue
-		}
-		ifcCopy := ifc.Interface
-		srv, err := mdns.NewServer(&mdns.Config{Zone: svc, Iface: &ifcCopy, Logger: d.libLogger()})
-		if err != nil {
-			d.log.Warn("discovery: cannot answer on interface", "iface", ifc.Name, "err", err.Error())
-			continue
-		}
-		d.responders[ifc.Index] = &responder{ifname: ifc.Name, ips: key, srv: srv}
-		d.log.Info("discovery: advertising", "iface", ifc.Name, "addrs", key, "port", d.o.Port)
-	}
-	for idx, r := range d.responders {
-		if !seen[idx] {
-			r.srv.Shutdown()
-			delete(d.responders, idx)
-			d.log.Info("discovery: interface gone", "iface", r.ifname)
-		}
-	}
-}
-
-// browse queries one interface and dials the new nodes it hears.
-func (d *Discovery) browse(ctx context.Context, wg *sync.WaitGroup, ifc iface) {
-	entries := make(chan *mdns.ServiceEntry, 256)
-	ifcCopy := ifc.Interface
-	d.mu.Lock()
-	d.stats.Queries++
-	d.mu.Unlock()
-	err := mdns.QueryContext(ctx, &mdns.QueryParam{
-		Service:     Service,
-		Domain:      "local",
-		Timeout:     d.o.QueryTimeout,
-		Interface:   &ifcCopy,
-		Entries:     entries,
-		DisableIPv4: d.o.DisableIPv4,
-		DisableIPv6: d.o.DisableIPv6,
-		Logger:      d.libLogger(),
-	})
-	close(entries)
-	if err != nil && ctx.Err() == nil {
-		d.log.Debug("discovery: query failed", "iface", ifc.Name, "err", err.Error())
-	}
-	// One node may answer several times (one responder per interface, each
-	// heard everywhere): gather its usable endpoints, then dial one.
-	found := map[envelope.Address][]string{}
-	var order []envelope.Address
-	for e := range entries {
-		a, endpoint, ok := d.consider(ifc, e)
-		if !ok {
-			continue
-		}
-		if _, seen := found[a]; !seen {
-			order = append(order, a)
-		}
-		if !slices.Contains(found[a], endpoint) {
-			found[a] = append(found[a], endpoint)
-		}
-	}
-	for _, a := range order {
-		d.dial(ctx, wg, a, found[a])
-	}
-}
-
-// consider checks one answer and returns the node and the endpoint to dial.
-func (d *Discovery) consider(ifc iface, e *mdns.ServiceEntry) (envelope.Address, string, bool) {
-	if !strings.Contains(e.Name, Service) {
-		return envelope.Address{}, "", false
-	}
-	d.mu.Lock()
-	d.stats.Heard++
-	d.mu.Unlock()
-	d.log.Debug("discovery: heard", "iface", ifc.Name, "name", e.Name, "v4", e.AddrV4, "v6", e.AddrV6IPAddr, "port", e.Port, "txt", e.InfoFields)
-	count := func(f *uint64) {
-		d.mu.Lock()
-		*f++
-		d.mu.Unlock()
-	}
-	rec, err := ParseTXT(e.InfoFields, Version)
+// consider checks one instance heard on ifc. It returns the node's record
+// when its TXT record parsed (ok), and the endpoint to dial, if any.
+func (d *Discovery) consider(ifc iface, in *mdns.Instance) (rec Record, endpoint string, ok bool) {
+	d.count(&d.stats.Heard)
+	d.log.Debug("discovery: heard", "iface", ifc.Name, "name", in.Name.String(), "addrs", in.Addrs, "port", in.Port, "txt", in.Text)
+	rec, err := ParseTXT(in.Text, Version)
 	if err != nil {
-		count(&d.stats.BadTXT)
-		d.log.Debug("discovery: ignoring a service", "name", e.Name, "err", err.Error())
-		return rec.Address, "", false
+		d.count(&d.stats.BadTXT)
+		d.log.Debug("discovery: ignoring a service", "name", in.Name.String(), "err", err.Error())
+		return rec, "", false
 	}
 	if rec.Address == d.o.Self {
-		count(&d.stats.Self)
-		return rec.Address, "", false
+		d.count(&d.stats.Self)
+		return rec, "", true
 	}
-	var v6 net.IP
-	if e.AddrV6IPAddr != nil {
-		v6 = e.AddrV6IPAddr.IP
-	}
-	endpoint, ok := pickEndpoint(ifc.Name, ifc.nets, e.AddrV4, v6, e.Port, d.o.PreferIPv6)
-	if !ok {
-		count(&d.stats.OffLink)
-		d.log.Debug("discovery: ignoring an answer with no address on this link", "iface", ifc.Name, "name", e.Name)
-		return rec.Address, "", false
+	v4, v6 := chooseAddrs(ifc.nets, in.Addrs)
+	endpoint, found := pickEndpoint(ifc.Name, ifc.nets, v4, v6, int(in.Port), d.o.PreferIPv6)
+	if !found {
+		d.count(&d.stats.OffLink)
+		d.log.Debug("discovery: ignoring an answer with no address on this link", "iface", ifc.Name, "name", in.Name.String())
+		return rec, "", true
 	}
 	if d.o.Dialer == nil {
-		return rec.Address, "", false
+		return rec, "", true
 	}
 	if d.o.Dialer.Linked(rec.Address) {
-		count(&d.stats.AlreadyLink)
-		return rec.Address, "", false
+		d.count(&d.stats.AlreadyLink)
+		return rec, "", true
 	}
-	return rec.Address, endpoint, true
+	return rec, endpoint, true
+}
+
+// chooseAddrs picks, among the addresses an instance advertised, the IPv4
+// address to judge (the first inside one of nets, else the first) and the
+// IPv6 one (the first link-local, else the first inside one of nets, else
+// the first).
+func chooseAddrs(nets []*net.IPNet, addrs []netip.Addr) (v4, v6 net.IP) {
+	in := func(ip net.IP) bool {
+		for _, n := range nets {
+			if n.Contains(ip) {
+				return true
+			}
+		}
+		return false
+	}
+	var v6in, v6any net.IP
+	for _, a := range addrs {
+		ip := net.IP(a.AsSlice())
+		switch {
+		case a.Is4():
+			if v4 == nil || (!in(v4) && in(ip)) {
+				v4 = ip
+			}
+		case a.IsLinkLocalUnicast():
+			if v6 == nil {
+				v6 = ip
+			}
+		case in(ip):
+			if v6in == nil {
+				v6in = ip
+			}
+		default:
+			if v6any == nil {
+				v6any = ip
+			}
+		}
+	}
+	if v6 == nil {
+		v6 = v6in
+	}
+	if v6 == nil {
+		v6 = v6any
+	}
+	return v4, v6
 }
 
 // dial links to node a at one of its endpoints: the first that has not
@@ -459,9 +395,9 @@ const maxFailed = 256
 // them, or a link-local IPv6 address scoped to ifname, or a global IPv6
 // address inside one of them. An answer whose IPv4 address is outside our
 // IPv4 networks on this interface came from a responder of another link
-// (hashicorp/mdns responders hear queries from every interface) and is
-// refused whole. When we have no IPv4 on this interface, IPv4 addresses
-// cannot be judged and only IPv6 counts.
+// (responders built on hashicorp/mdns, as meshd's were, answer queries
+// heard on every interface) and is refused whole. When we have no IPv4 on
+// this interface, IPv4 addresses cannot be judged and only IPv6 counts.
 func pickEndpoint(ifname string, nets []*net.IPNet, v4, v6 net.IP, port int, preferV6 bool) (string, bool) {
 	if port <= 0 || port > 65535 {
 		return "", false
@@ -509,14 +445,30 @@ func pickEndpoint(ifname string, nets []*net.IPNet, v4, v6 net.IP, port int, pre
 	return second, second != ""
 }
 
-// libLogger adapts the library's *log.Logger to slog at debug level.
-func (d *Discovery) libLogger() *log.Logger {
-	return log.New(slogWriter{d.log}, "", 0)
+// logEvery rate-limits a repeated log line by key.
+type logEvery struct {
+	last map[string]time.Time
 }
 
-type slogWriter struct{ l *slog.Logger }
+func (l *logEvery) ok(key string, every time.Duration, now time.Time) bool {
+	if l.last == nil {
+		l.last = make(map[string]time.Time)
+	}
+	if t, seen := l.last[key]; seen && now.Sub(t) < every {
+		return false
+	}
+	if len(l.last) > 256 {
+		clear(l.last)
+	}
+	l.last[key] = now
+	return true
+}
 
-func (w slogWriter) Write(p []byte) (int, error) {
-	w.l.Debug("discovery: mdns", "msg", strings.TrimSpace(string(p)))
-	return len(p), nil
+// addrKey is the list of addresses of an interface, to notice changes.
+func addrKey(nets []*net.IPNet) string {
+	names := make([]string, 0, len(nets))
+	for _, n := range nets {
+		names = append(names, n.IP.String())
+	}
+	return strings.Join(names, ",")
 }

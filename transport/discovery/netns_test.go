@@ -10,8 +10,10 @@ import (
 	"log/slog"
 	"os"
 	"os/exec"
+	"os/signal"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -47,8 +49,13 @@ type nodeEvent struct {
 	Data   string `json:"data,omitempty"`
 	Err    string `json:"err,omitempty"`
 	// discovery counters, in "stats" events
-	OffLink uint64 `json:"offlink,omitempty"`
-	Heard   uint64 `json:"heard,omitempty"`
+	OffLink       uint64 `json:"offlink,omitempty"`
+	Heard         uint64 `json:"heard,omitempty"`
+	Announcements uint64 `json:"announcements,omitempty"`
+	Answers       uint64 `json:"answers,omitempty"`
+	Suppressed    uint64 `json:"suppressed,omitempty"`
+	Goodbyes      uint64 `json:"goodbyes,omitempty"`
+	Dials         uint64 `json:"dials,omitempty"`
 }
 
 func TestNetns(t *testing.T) {
@@ -98,14 +105,13 @@ func TestNetns(t *testing.T) {
 		ipcmd("-n", n, "link", "set", "lo", "up")
 		ipcmd("-n", n, "addr", "add", fmt.Sprintf("%s.%d/24", subnet, i+1), "dev", "eth0")
 		ipcmd("-n", n, "link", "set", "eth0", "up")
-		// The mdns library's query client joins the group on the default
-		// multicast interface: give it one, as a router's default route would.
-		ipcmd("-n", n, "route", "add", "224.0.0.0/4", "dev", "eth0")
+		// No route for 224.0.0.0/4 (hashicorp/mdns's query client needed
+		// one): discovery sends out of each interface by index.
 	}
 	// Node 0 also sits on a second network with no other node: its eth1
-	// responder hears the queries that arrive on eth0 too (hashicorp/mdns
-	// leaves IP_MULTICAST_ALL on) and answers them with eth1's address,
-	// which the others must not dial.
+	// responder must answer only there (hashicorp/mdns's answered queries
+	// heard on eth0 too, with eth1's address), and nobody may dial that
+	// address.
 	subnet2 := fmt.Sprintf("198.19.%d", 1+int(sfx[1])%250)
 	ipcmd("-n", ns[0], "link", "add", "eth1", "type", "veth", "peer", "name", "q0", "netns", br)
 	ipcmd("-n", br, "link", "set", "q0", "master", "br1")
@@ -126,6 +132,7 @@ func TestNetns(t *testing.T) {
 	var wg sync.WaitGroup
 	t.Cleanup(wg.Wait)
 	t.Cleanup(cancel)
+	procs := make([]*exec.Cmd, len(ns))
 	configs := []nodeConfig{
 		{Index: 0, Static: fmt.Sprintf("%s.2:%d", subnet, nodePort)}, // node 1, static and discovered
 		{Index: 1},
@@ -144,6 +151,7 @@ func TestNetns(t *testing.T) {
 		if err := cmd.Start(); err != nil {
 			t.Fatal(err)
 		}
+		procs[i] = cmd
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -173,7 +181,8 @@ func TestNetns(t *testing.T) {
 	self := make([]string, len(ns))
 	links := make([]map[string]map[string]string, len(ns)) // peer -> link ID -> remote
 	hellos := make([]map[string]int, len(ns))
-	offLink := make([]uint64, len(ns))
+	stats := make([]nodeEvent, len(ns))
+	bye := make([]bool, len(ns))
 	for i := range ns {
 		links[i], hellos[i] = map[string]map[string]string{}, map[string]int{}
 	}
@@ -200,10 +209,12 @@ func TestNetns(t *testing.T) {
 				case "recv":
 					hellos[e.node][e.ev.Peer]++
 				case "stats":
-					offLink[e.node] = e.ev.OffLink
+					stats[e.node] = e.ev
+				case "bye":
+					bye[e.node] = true
 				}
 			case <-deadline:
-				t.Fatalf("%s: not reached within %v; links %v; frames heard %v", what, d, links, hellos)
+				t.Fatalf("%s: not reached within %v; links %v; frames heard %v; discovery stats %+v", what, d, links, hellos, stats)
 			}
 		}
 		t.Logf("%s after %v", what, time.Since(start).Round(time.Millisecond))
@@ -239,9 +250,19 @@ func TestNetns(t *testing.T) {
 			t.Errorf("node %d reached node 0 over %s, an address of a network it is not on", j, r)
 		}
 	}
-	apply(10*time.Second, "node 1 ignored node 0's answers from its eth1 responder", func() bool {
-		return offLink[1] > 0
+	apply(10*time.Second, "every node announced itself twice and left known answers unanswered", func() bool {
+		for i := range ns {
+			if stats[i].Announcements < 2 || stats[i].Suppressed == 0 {
+				return false
+			}
+		}
+		return true
 	})
+	for i := range ns {
+		if stats[i].OffLink != 0 {
+			t.Errorf("node %d heard %d answers with no address on its link; every responder answers on its own link only", i, stats[i].OffLink)
+		}
+	}
 	for j := 0; j < 2; j++ {
 		if r := remote(j, 2); !strings.Contains(r, "[fe80::") {
 			t.Errorf("node %d reaches the IPv6-only node 2 over %q, want a link-local IPv6 address", j, r)
@@ -263,6 +284,20 @@ func TestNetns(t *testing.T) {
 	// Restore it: discovery (and redials) bring the links back.
 	ipcmd("-n", br, "link", "set", "p2", "up")
 	apply(30*time.Second, "node 2's links recovered after the cable came back", full)
+
+	// Stop node 2: it says goodbye, and the others hear it.
+	before := [2]uint64{stats[0].Goodbyes, stats[1].Goodbyes}
+	if err := procs[2].Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	apply(10*time.Second, "node 2 stopped and nodes 0 and 1 heard its goodbye", func() bool {
+		return bye[2] && stats[0].Goodbyes > before[0] && stats[1].Goodbyes > before[1]
+	})
+	for i := range ns {
+		if stats[i].OffLink != 0 {
+			t.Errorf("node %d heard %d answers with no address on its link", i, stats[i].OffLink)
+		}
+	}
 	if el := time.Since(start); el > 60*time.Second {
 		t.Errorf("took %v, budget 60 s", el)
 	}
@@ -312,18 +347,31 @@ func TestNetnsNode(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// Runs until the parent kills the process.
-	ctx := context.Background()
+	// Runs until the parent kills the process, or stops it with SIGTERM:
+	// then discovery says goodbye and the node prints a "bye" event.
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM)
+	defer stop()
 	emit(nodeEvent{Ev: "self", Addr: id.Address().String()})
 	h := &nodeHandler{self: id.Address().String(), emit: emit}
-	go disc.Run(ctx)
+	discDone := make(chan struct{})
+	go func() {
+		disc.Run(ctx)
+		close(discDone)
+	}()
 	go func() {
 		for range time.Tick(300 * time.Millisecond) {
-			st := disc.Stats()
-			emit(nodeEvent{Ev: "stats", OffLink: st.OffLink, Heard: st.Heard})
+			emit(statsEvent(disc.Stats()))
 		}
 	}()
 	tr.Run(ctx, h)
+	<-discDone
+	emit(statsEvent(disc.Stats()))
+	emit(nodeEvent{Ev: "bye"})
+}
+
+func statsEvent(st Stats) nodeEvent {
+	return nodeEvent{Ev: "stats", OffLink: st.OffLink, Heard: st.Heard, Announcements: st.Announcements,
+		Answers: st.Answers, Suppressed: st.Suppressed, Goodbyes: st.Goodbyes, Dials: st.Dials}
 }
 
 type nodeHandler struct {
