@@ -2,7 +2,6 @@ package node
 
 import (
 	"context"
-	"crypto/tls"
 	"fmt"
 	"net"
 	"path/filepath"
@@ -36,7 +35,7 @@ func (n *Node) startWeb(a *apiServer) error {
 		}
 		host, _, _ := net.SplitHostPort(c.Listen)
 		names := append(append(web.LocalNames(), c.Hosts...), host)
-		cert, fp, created, err := web.LoadOrCreateCert(certFile, keyFile, names)
+		tl, fp, created, err := web.TLSListener(ln, certFile, keyFile, names)
 		if err != nil {
 			ln.Close()
 			return err
@@ -45,7 +44,7 @@ func (n *Node) startWeb(a *apiServer) error {
 			n.log.Info("web UI: generated a self-signed TLS certificate", "file", certFile)
 		}
 		n.log.Info("web UI: TLS certificate (compare with what the browser shows)", "sha256", fp)
-		ln = tls.NewListener(ln, &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12, NextProtos: []string{"h2", "http/1.1"}})
+		ln = tl
 		scheme = "https"
 	}
 	a.serve(ln, srv)

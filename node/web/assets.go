@@ -6,28 +6,35 @@ import (
 	"crypto/sha256"
 	"embed"
 	"encoding/hex"
+	"fmt"
+	"io"
 	"io/fs"
-	"mime"
 	"net/http"
 	"path"
 	"strconv"
 	"strings"
 )
 
-// assetFS holds the UI: plain HTML, CSS and JavaScript, no build step.
+// assetFS holds the UI, gzipped: the sources are the plain HTML, CSS and
+// JavaScript files in assets/ (no build step: what is written is what the
+// browser runs); each is embedded as its .gz twin, which
+// TestAssetsCompressed keeps equal to the source (go test ./node/web -run
+// AssetsCompressed -update rewrites them). Embedding only the compressed
+// form keeps the router binary small and needs no gzip writer at run time.
 //
-//go:embed assets
+//go:embed assets/*.gz
 var assetFS embed.FS
 
 // MaxAssetBytes is the budget for all assets together, uncompressed; a test
 // keeps the UI under it.
 const MaxAssetBytes = 300 << 10
 
-// asset is one file, with its gzip form kept when that is smaller.
+// asset is one file, gzipped.
 type asset struct {
-	body, gz []byte
-	ctype    string
-	etag     string
+	gz    []byte
+	size  int // uncompressed
+	ctype string
+	etag  string
 }
 
 // AssetBytes is the assets' total size, uncompressed and gzipped.
@@ -37,14 +44,27 @@ func AssetBytes() (raw, gz int, err error) {
 		return 0, 0, err
 	}
 	for _, a := range as {
-		raw += len(a.body)
-		if a.gz != nil {
-			gz += len(a.gz)
-		} else {
-			gz += len(a.body)
-		}
+		raw += a.size
+		gz += len(a.gz)
 	}
 	return raw, gz, nil
+}
+
+// contentType is the type of an asset by its extension.
+func contentType(name string) string {
+	switch path.Ext(name) {
+	case ".html":
+		return "text/html; charset=utf-8"
+	case ".css":
+		return "text/css; charset=utf-8"
+	case ".js":
+		return "text/javascript; charset=utf-8"
+	case ".svg":
+		return "image/svg+xml"
+	case ".webmanifest":
+		return "application/manifest+json"
+	}
+	return "application/octet-stream"
 }
 
 func loadAssets() (map[string]*asset, error) {
@@ -57,27 +77,24 @@ func loadAssets() (map[string]*asset, error) {
 		if err != nil {
 			return err
 		}
-		sum := sha256.Sum256(b)
-		a := &asset{body: b, etag: `"` + hex.EncodeToString(sum[:8]) + `"`, ctype: mime.TypeByExtension(path.Ext(p))}
-		switch path.Ext(p) {
-		case ".js":
-			a.ctype = "text/javascript; charset=utf-8"
-		case ".webmanifest":
-			a.ctype = "application/manifest+json"
-		case ".svg":
-			a.ctype = "image/svg+xml"
+		raw, err := gunzip(b)
+		if err != nil {
+			return fmt.Errorf("web asset %s: %w", p, err)
 		}
-		var gz bytes.Buffer
-		zw, _ := gzip.NewWriterLevel(&gz, gzip.BestCompression)
-		_, _ = zw.Write(b)
-		_ = zw.Close()
-		if gz.Len() < len(b) {
-			a.gz = gz.Bytes()
-		}
-		out["/"+strings.TrimPrefix(p, "assets/")] = a
+		name := strings.TrimSuffix(strings.TrimPrefix(p, "assets/"), ".gz")
+		sum := sha256.Sum256(raw)
+		out["/"+name] = &asset{gz: b, size: len(raw), etag: `"` + hex.EncodeToString(sum[:8]) + `"`, ctype: contentType(name)}
 		return nil
 	})
 	return out, err
+}
+
+func gunzip(b []byte) ([]byte, error) {
+	zr, err := gzip.NewReader(bytes.NewReader(b))
+	if err != nil {
+		return nil, err
+	}
+	return io.ReadAll(io.LimitReader(zr, MaxAssetBytes+1))
 }
 
 // serveAsset answers GET and HEAD for the embedded files ("/" is
@@ -106,15 +123,25 @@ func (s *Server) serveAsset(w http.ResponseWriter, r *http.Request) {
 		w.WriteHeader(http.StatusNotModified)
 		return
 	}
-	body := a.body
-	if a.gz != nil && acceptsGzip(r) {
-		h.Set("Content-Encoding", "gzip")
-		body = a.gz
+	if !acceptsGzip(r) {
+		// Every browser takes gzip; this is for curl and the like.
+		raw, err := gunzip(a.gz)
+		if err != nil {
+			http.Error(w, "corrupt asset", http.StatusInternalServerError)
+			return
+		}
+		h.Set("Content-Length", strconv.Itoa(len(raw)))
+		w.WriteHeader(http.StatusOK)
+		if r.Method == http.MethodGet {
+			_, _ = w.Write(raw)
+		}
+		return
 	}
-	h.Set("Content-Length", strconv.Itoa(len(body)))
+	h.Set("Content-Encoding", "gzip")
+	h.Set("Content-Length", strconv.Itoa(len(a.gz)))
 	w.WriteHeader(http.StatusOK)
 	if r.Method == http.MethodGet {
-		_, _ = w.Write(body)
+		_, _ = w.Write(a.gz)
 	}
 }
 

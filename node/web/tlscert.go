@@ -1,14 +1,14 @@
+//go:build !nowebtls
+
 package web
 
 import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
-	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
-	"encoding/hex"
 	"encoding/pem"
 	"errors"
 	"fmt"
@@ -20,12 +20,20 @@ import (
 	"time"
 )
 
-// Default names of the self-signed certificate and its key in the data
-// directory.
-const (
-	CertFile = "web-tls.crt"
-	KeyFile  = "web-tls.key"
-)
+// HasTLS says this build can serve the web UI over TLS (built without
+// -tags nowebtls).
+const HasTLS = true
+
+// TLSListener wraps ln in TLS with LoadOrCreateCert's certificate (TLS 1.2
+// and later, HTTP/2 offered).
+func TLSListener(ln net.Listener, certFile, keyFile string, names []string) (tl net.Listener, fingerprint string, created bool, err error) {
+	cert, fp, created, err := LoadOrCreateCert(certFile, keyFile, names)
+	if err != nil {
+		return nil, "", false, err
+	}
+	cfg := &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12, NextProtos: []string{"h2", "http/1.1"}}
+	return tls.NewListener(ln, cfg), fp, created, nil
+}
 
 // LoadOrCreateCert loads the certificate and key from certFile and keyFile,
 // or, when neither exists, generates a self-signed ECDSA P-256 certificate
@@ -47,20 +55,6 @@ func LoadOrCreateCert(certFile, keyFile string, names []string) (cert tls.Certif
 		return cert, "", false, fmt.Errorf("web TLS: %w", err)
 	}
 	return cert, Fingerprint(cert.Certificate[0]), created, nil
-}
-
-// Fingerprint formats the SHA-256 of a DER certificate as browsers show it.
-func Fingerprint(der []byte) string {
-	sum := sha256.Sum256(der)
-	h := strings.ToUpper(hex.EncodeToString(sum[:]))
-	var b strings.Builder
-	for i := 0; i < len(h); i += 2 {
-		if i > 0 {
-			b.WriteByte(':')
-		}
-		b.WriteString(h[i : i+2])
-	}
-	return b.String()
 }
 
 func createCert(certFile, keyFile string, names []string) error {

@@ -1,9 +1,12 @@
 package web
 
 import (
+	"bytes"
+	"compress/gzip"
 	"context"
 	"encoding/json"
 	"errors"
+	"flag"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -194,6 +197,10 @@ func TestLoginAndSession(t *testing.T) {
 
 func TestGzipAndETag(t *testing.T) {
 	s, _, _ := newTestServer(t, Options{})
+	plain := do(s, req{method: "GET", path: "/app.js"})
+	if plain.Header().Get("Content-Encoding") != "" || !strings.Contains(plain.Body.String(), "use strict") {
+		t.Fatalf("uncompressed asset: %v %.40q", plain.Header(), plain.Body.String())
+	}
 	w := do(s, req{method: "GET", path: "/app.js", hdr: map[string]string{"Accept-Encoding": "gzip, br"}})
 	if w.Header().Get("Content-Encoding") != "gzip" || w.Header().Get("ETag") == "" {
 		t.Fatalf("headers %v", w.Header())
@@ -430,7 +437,8 @@ func TestAssetBudget(t *testing.T) {
 	// except XML namespaces.
 	as, _ := loadAssets()
 	for name, a := range as {
-		s := strings.ReplaceAll(string(a.body), "http://www.w3.org/2000/svg", "")
+		raw, _ := gunzip(a.gz)
+		s := strings.ReplaceAll(string(raw), "http://www.w3.org/2000/svg", "")
 		if strings.Contains(s, "http://") || strings.Contains(s, "https://") || strings.Contains(s, "//cdn") {
 			t.Errorf("%s refers to another site", name)
 		}
@@ -447,5 +455,52 @@ func TestWatchEndsSessions(t *testing.T) {
 	<-done
 	if w := do(s, req{method: "GET", path: "/v1/status", cookie: cookie}); w.Code != 401 || s.Sessions() != 0 {
 		t.Fatalf("after Watch ended: %d, %d sessions", w.Code, s.Sessions())
+	}
+}
+
+var update = flag.Bool("update", false, "rewrite the embedded .gz assets from their sources")
+
+// TestAssetsCompressed keeps each embedded assets/NAME.gz equal to its
+// source assets/NAME (the file people edit).
+func TestAssetsCompressed(t *testing.T) {
+	ents, err := os.ReadDir("assets")
+	if err != nil {
+		t.Fatal(err)
+	}
+	sources := map[string]bool{}
+	for _, e := range ents {
+		name := e.Name()
+		if e.IsDir() || strings.HasSuffix(name, ".gz") {
+			continue
+		}
+		sources[name] = true
+		src, err := os.ReadFile(filepath.Join("assets", name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		gzPath := filepath.Join("assets", name+".gz")
+		if *update {
+			var b bytes.Buffer
+			zw, _ := gzip.NewWriterLevel(&b, gzip.BestCompression)
+			_, _ = zw.Write(src)
+			_ = zw.Close()
+			if err := os.WriteFile(gzPath, b.Bytes(), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			continue
+		}
+		gz, err := os.ReadFile(gzPath)
+		if err != nil {
+			t.Fatalf("%s has no .gz twin: run go test ./node/web -run AssetsCompressed -update", name)
+		}
+		raw, err := gunzip(gz)
+		if err != nil || !bytes.Equal(raw, src) {
+			t.Fatalf("%s.gz is stale: run go test ./node/web -run AssetsCompressed -update", name)
+		}
+	}
+	for _, e := range ents {
+		if n := e.Name(); strings.HasSuffix(n, ".gz") && !sources[strings.TrimSuffix(n, ".gz")] {
+			t.Errorf("%s has no source file", n)
+		}
 	}
 }
