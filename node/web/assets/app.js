@@ -27,6 +27,7 @@ const TEXT = {
     markVerified: 'Mark as verified', remove: 'Remove', confirmRemove: 'Remove {0}?', contactAdded: 'Contact added.',
     noChannels: 'No channels yet.', createChannel: 'Create a channel', policy: 'Kind', pol_private: 'Private (invite only)', pol_signed: 'Private, every message signed', pol_announce: 'Announcements (only owners and admins post)',
     create: 'Create', joinChannel: 'Join with an invite code', inviteCode: 'Invite code', join: 'Join', joinOpen: 'Join an open channel', openHint: 'Open channels are not private: anyone who knows the name reads and writes.',
+    role_owner: 'owner', role_admin: 'admin', role_member: 'member', open: 'open',
     joining: 'joining', active: 'active', removedSt: 'removed', members: 'Members', membersN: '{0} members', role: 'Role', requests: 'Join requests', admit: 'Admit', reject: 'Reject',
     invite: 'Invite', leave: 'Leave', confirmLeave: 'Leave {0}? Its messages are deleted from this node.', noMessages: 'No messages yet.',
     signed: 'signed', history: 'from history', inviteTitle: 'Invite to {0}', uses: 'Uses', validHours: 'Valid for (hours)', approve: 'Requests need approval', makeInvite: 'Create invite',
@@ -67,6 +68,7 @@ const TEXT = {
     markVerified: 'Als verifiziert markieren', remove: 'Entfernen', confirmRemove: '{0} entfernen?', contactAdded: 'Kontakt hinzugefügt.',
     noChannels: 'Noch keine Kanäle.', createChannel: 'Kanal erstellen', policy: 'Art', pol_private: 'Privat (nur mit Einladung)', pol_signed: 'Privat, jede Nachricht signiert', pol_announce: 'Ankündigungen (nur Besitzer und Admins schreiben)',
     create: 'Erstellen', joinChannel: 'Mit Einladungscode beitreten', inviteCode: 'Einladungscode', join: 'Beitreten', joinOpen: 'Offenem Kanal beitreten', openHint: 'Offene Kanäle sind nicht privat: Wer den Namen kennt, liest und schreibt mit.',
+    role_owner: 'Besitzer', role_admin: 'Admin', role_member: 'Mitglied', open: 'offen',
     joining: 'tritt bei', active: 'aktiv', removedSt: 'entfernt', members: 'Mitglieder', membersN: '{0} Mitglieder', role: 'Rolle', requests: 'Beitrittsanfragen', admit: 'Aufnehmen', reject: 'Ablehnen',
     invite: 'Einladen', leave: 'Verlassen', confirmLeave: '{0} verlassen? Die Nachrichten werden von diesem Knoten gelöscht.', noMessages: 'Noch keine Nachrichten.',
     signed: 'signiert', history: 'aus dem Verlauf', inviteTitle: 'Einladung zu {0}', uses: 'Verwendungen', validHours: 'Gültig (Stunden)', approve: 'Anfragen müssen bestätigt werden', makeInvite: 'Einladung erstellen',
@@ -267,7 +269,10 @@ function showLogin(reason) {
   main.textContent = '';
   main.appendChild(form);
   pw.focus();
+  ready();
 }
+// ready marks the first screen rendered (for load-time measurements).
+function ready() { if (!ready.done && window.performance && performance.mark) { ready.done = true; performance.mark('meshd-ready'); } }
 
 function sessionLost() {
   if (S.csrf === null) return;
@@ -421,6 +426,7 @@ function route(soft) {
     if (keep) { const el = document.getElementById(keep.id); if (el) { el.value = keep.value; el.focus(); } }
     if (!soft) { window.scrollTo(0, 0); main.focus({ preventScroll: true }); } else window.scrollTo(0, scroll);
     if (node.afterMount) node.afterMount();
+    ready();
   }).catch(function (e) {
     if (seq !== S.renderSeq || (e && e.status === 401)) return;
     const box = errorBox();
@@ -660,6 +666,7 @@ async function viewContact() {
 }
 
 // ---- channels -----------------------------------------------------------------------------
+function roleName(r) { return r ? t('role_' + r) : ''; }
 function chStatus(s) { return { joining: t('joining'), active: t('active'), removed: t('removedSt') }[s] || s; }
 async function viewChannels() {
   setTitle(t('channels'));
@@ -667,7 +674,7 @@ async function viewChannels() {
   const list = h('ul', { class: 'list', id: 'channel-list' }, chans.map(function (c) {
     return h('li', null, h('a', { class: 'item', href: '#/channel/' + c.id }, avatar(c.name, c.id),
       h('span', { class: 'grow' }, h('span', { class: 'name', text: '#' + c.name }),
-        h('span', { class: 'sub', text: [chStatus(c.status), t('membersN', c.members), c.role, c.private ? '' : 'open'].filter(Boolean).join(' \u00b7 ') })),
+        h('span', { class: 'sub', text: [chStatus(c.status), t('membersN', c.members), roleName(c.role), c.private ? '' : t('open')].filter(Boolean).join(' \u00b7 ') })),
       c.join_requests ? h('span', { class: 'badge', text: c.join_requests, 'aria-label': t('requests') + ': ' + c.join_requests }) : null));
   }));
   const cname = h('input', { type: 'text', name: 'name', id: 'channel-name', required: true, maxlength: '64', autocomplete: 'off' });
@@ -737,7 +744,7 @@ async function viewChannel() {
   } }, h('label', { for: 'channel-text', class: 'skip', text: t('message') }), ta, btn) : null;
   const admin = ch.role === 'owner' || ch.role === 'admin';
   const node = h('div', null,
-    h('p', { class: 'small muted', text: [chStatus(ch.status), t('membersN', ch.members), ch.role, ch.private ? '' : 'open'].filter(Boolean).join(' \u00b7 ') }),
+    h('p', { class: 'small muted', text: [chStatus(ch.status), t('membersN', ch.members), roleName(ch.role), ch.private ? '' : t('open')].filter(Boolean).join(' \u00b7 ') }),
     h('div', { class: 'actions' },
       h('a', { class: 'btn secondary', href: '#/channel/' + ch.id + '/members', id: 'members-link' }, t('members'), ch.join_requests ? [' ', h('span', { class: 'badge', text: ch.join_requests })] : null),
       admin && ch.private ? h('a', { class: 'btn secondary', href: '#/channel/' + ch.id + '/invite', id: 'invite-link', text: t('invite') }) : null,
@@ -762,7 +769,7 @@ async function channelMembers(ch) {
   const row = function (m, buttons) {
     const name = m.self ? t('self') : (m.name || peerName(m.address));
     return h('li', null, h('div', { class: 'item' }, avatar(name, m.address),
-      h('span', { class: 'grow' }, h('span', { class: 'name', text: name }), h('span', { class: 'sub', text: (m.role || '') + ' \u00b7 ' + m.fingerprint })), buttons));
+      h('span', { class: 'grow' }, h('span', { class: 'name', text: name }), h('span', { class: 'sub', text: roleName(m.role) + ' \u00b7 ' + m.fingerprint })), buttons));
   };
   return h('div', null, err,
     res[1].length ? [h('h2', { text: t('requests') }), h('ul', { class: 'list', id: 'request-list' }, res[1].map(function (m) {

@@ -241,7 +241,7 @@ function slotsSection(slots, prof) {
   err, h('div', { class: 'actions' }, h('button', { class: 'btn', type: 'submit', text: t('add') })));
   const perr = M.errorBox();
   return h('section', { 'aria-labelledby': 'slots-h' }, h('h2', { id: 'slots-h', text: t('slots') + ' (' + slots.length + ')' }),
-    slots.length ? h('ul', { class: 'list', id: 'fapp-slots' }, slots.map(function (s) {
+    slots.length ? h('ul', { class: 'list wrap', id: 'fapp-slots' }, slots.map(function (s) {
       return h('li', null, h('div', { class: 'item' }, h('span', { class: 'grow' },
         h('span', { class: 'name', text: when(s.start) + ' \u00b7 ' + t('minutes', s.duration_minutes) }),
         h('span', { class: 'sub', text: t('f_' + s.type) + ' \u00b7 ' + label(s.modalitaet) + ' \u00b7 ' + (s.booked ? t('booked') : t('freeSlot')) + (s.pending ? ' \u00b7 ' + t('pendingN', s.pending) : '') })),
