@@ -133,7 +133,7 @@ func (c *Client) do(req *Request) (*Response, error) {
 		closeReqBody(req)
 		return nil, err
 	}
-	stop := context.AfterFunc(ctx, func() { _ = conn.SetDeadline(aLongTimeAgo) })
+	stop := context.AfterFunc(ctx, func() { _ = conn.Close() }) // unblocks reads and writes; the server sees the client go
 	release := func() {
 		stop()
 		_ = conn.Close()

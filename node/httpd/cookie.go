@@ -162,8 +162,9 @@ func readCookies(h Header, filter string) []*Cookie {
 			var part string
 			part, line, _ = strings.Cut(line, ";")
 			part = strings.Trim(part, " \t")
-			name, val, ok := strings.Cut(part, "=")
-			if !ok || !validToken(name) || filter != "" && name != filter {
+			name, val, _ := strings.Cut(part, "=")
+			name = strings.Trim(name, " \t")
+			if !validToken(name) || filter != "" && name != filter {
 				continue
 			}
 			if len(val) >= 2 && val[0] == '"' && val[len(val)-1] == '"' {

@@ -113,8 +113,9 @@ func (m *ServeMux) register(s string, h Handler) error {
 // pattern, setting r.Pattern and the path values.
 func (m *ServeMux) ServeHTTP(w ResponseWriter, r *Request) {
 	h, pat, p, matches := m.find(r)
+	r.Pattern = pat
 	if p != nil {
-		r.Pattern, r.pat, r.matches = pat, p, matches
+		r.pat, r.matches = p, matches
 	}
 	h.ServeHTTP(w, r)
 }

@@ -90,6 +90,9 @@ func readFields(br *bufio.Reader, budget *int, h Header) error {
 	for {
 		line, err := readLine(br, budget)
 		if err != nil {
+			if err == io.EOF {
+				err = io.ErrUnexpectedEOF
+			}
 			return err
 		}
 		if len(line) == 0 {
@@ -318,7 +321,7 @@ func parseRequestLine(line []byte) (*Request, error) {
 	}
 	major, minor, ok := parseVersion(version)
 	if !ok {
-		if len(version) > 5 && string(version[:5]) == "HTTP/" {
+		if len(version) == 8 && string(version[:5]) == "HTTP/" && isDigit(version[5]) && version[6] == '.' && isDigit(version[7]) {
 			return nil, &protoError{status: StatusHTTPVersionNotSupported, msg: "unsupported HTTP version"}
 		}
 		return nil, malformed("malformed HTTP version")
@@ -363,6 +366,8 @@ func parseVersion(v []byte) (major, minor int, ok bool) {
 	}
 	return 1, 1, true
 }
+
+func isDigit(c byte) bool { return '0' <= c && c <= '9' }
 
 func indexByte(b []byte, c byte) int {
 	for i, x := range b {
