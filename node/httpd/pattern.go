@@ -40,7 +40,7 @@ func parsePattern(s string) (*pattern, error) {
 	method, rest := "", s
 	if i := strings.IndexAny(s, " \t"); i >= 0 {
 		method, rest = s[:i], strings.TrimLeft(s[i+1:], " \t")
-		if !validToken(method) {
+		if method != "" && !validToken(method) {
 			return nil, fmt.Errorf("invalid method %q", method)
 		}
 	}
