@@ -94,6 +94,14 @@ type Frame struct {
 	// Data is the frame's bytes. The link does not keep a reference after
 	// Send returns.
 	Data []byte
+	// NoAck tells a link that acknowledges unicast frames itself (LoRa:
+	// a SACK per message, and retransmissions) that the sender needs no
+	// link acknowledgement for this frame, because it has one of its own
+	// (the router hears the neighbour pass the envelope on). Such a link
+	// then sends the frame once, without asking for an acknowledgement,
+	// when it fits one radio frame. Other links ignore it; the zero value
+	// keeps the link's usual reliability.
+	NoAck bool
 }
 
 // Meta is what a link knows about a received frame beyond its bytes.
@@ -106,6 +114,22 @@ type Meta struct {
 	// RSSI in dBm and SNR in dB of the received frame.
 	RSSI float32
 	SNR  float32
+	// Overheard is set on a frame addressed to another neighbour that the
+	// link reports because overhearing was turned on (Overhearer). It is
+	// never set otherwise, so handlers that do not turn overhearing on
+	// see only frames addressed to them or to everyone.
+	Overheard bool
+}
+
+// Overhearer is implemented by links on a shared medium that can also
+// report unicast frames addressed to other neighbours (LoRa). Off by
+// default; when turned on, such frames reach Handler.Receive with
+// Meta.Overheard set, so that a router can take a neighbour passing a frame
+// on as its acknowledgement. Only frames the link can hand over whole are
+// reported (LoRa: messages of one radio frame).
+type Overhearer interface {
+	// Overhear turns the reporting of overheard frames on or off.
+	Overhear(on bool)
 }
 
 // Link reaches one neighbour (point-to-point) or every neighbour in range
