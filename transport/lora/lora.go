@@ -200,6 +200,16 @@ func (l *link) Close() error {
 	return nil
 }
 
+var _ transport.Overhearer = (*link)(nil)
+
+// Overhear implements transport.Overhearer: one-fragment unicast messages
+// addressed to other nodes are handed to the handler with Meta.Overheard.
+func (l *link) Overhear(on bool) {
+	l.t.mu.Lock()
+	l.t.eng.SetOverhear(on)
+	l.t.mu.Unlock()
+}
+
 func (l *link) isClosed() bool {
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -214,7 +224,7 @@ func (l *link) Send(ctx context.Context, f transport.Frame) error {
 			return transport.ErrClosed
 		}
 		t.mu.Lock()
-		err := t.eng.Enqueue(t.clk.Now(), f.To, f.Priority, f.Data)
+		err := t.eng.EnqueueFrame(t.clk.Now(), f)
 		space := t.space
 		t.mu.Unlock()
 		if err == nil {
@@ -305,6 +315,7 @@ func (t *Transport) session(ctx context.Context, h transport.Handler, n uint64) 
 	}
 	t.mu.Lock()
 	t.dev = dev
+	t.eng.SetOverhear(false) // until the new link's handler asks
 	t.stats.Sessions++
 	t.stats.Connected = true
 	t.mu.Unlock()

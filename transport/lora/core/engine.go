@@ -69,11 +69,20 @@ type Options struct {
 	// Rand jitters SACK timing and picks the first message id. Nil means a
 	// source seeded from Self (deterministic).
 	Rand *rand.Rand
+	// Overhear makes Receive also return complete one-fragment unicast
+	// messages addressed to other nodes, with Meta.Overheard set and
+	// Delivery.To naming the addressee (passive hop acknowledgements for
+	// the router). Zero: such frames are dropped (counted in NotForUs).
+	// SetOverhear changes it later.
+	Overhear bool
 }
 
-// Delivery is a message received complete.
+// Delivery is a message received complete, or (Meta.Overheard, with
+// Options.Overhear) a one-fragment unicast message overheard on its way to
+// another node, To.
 type Delivery struct {
 	From transport.Addr
+	To   transport.Addr // the addressee of an overheard message; empty otherwise
 	Data []byte
 	Meta transport.Meta
 }
@@ -96,6 +105,8 @@ type Stats struct {
 	Airtime                       time.Duration
 	Foreign, BadMAC, Malformed    uint64 // received frames dropped before use
 	NotForUs                      uint64 // unicast fragments and SACKs for other nodes
+	Overheard                     uint64 // of those, one-fragment messages handed up (Options.Overhear)
+	Unacked                       uint64 // one-fragment unicast messages sent without asking for a SACK (Frame.NoAck)
 	MessagesQueued, MessagesDone  uint64 // accepted / broadcast sent or unicast acknowledged
 	MessagesFailed                uint64 // unicast given up after MaxRounds
 	Retransmissions, Probes       uint64
@@ -119,6 +130,7 @@ type msgKey struct {
 type outMsg struct {
 	to       Hint
 	bcast    bool
+	noAck    bool // one fragment, sent once without asking for a SACK
 	prio     transport.Priority
 	id       uint16
 	payloads [][]byte
@@ -255,10 +267,23 @@ func (e *Engine) QueueFree() int { return e.o.QueueBytes - e.stats.QueueBytes }
 // Idle reports whether nothing is queued, in flight or awaiting a SACK.
 func (e *Engine) Idle() bool { return e.stats.QueueBytes == 0 && len(e.sacks) == 0 }
 
+// SetOverhear turns the reporting of overheard messages on or off
+// (Options.Overhear).
+func (e *Engine) SetOverhear(on bool) { e.o.Overhear = on }
+
 // Enqueue accepts a message for to (Broadcast or a 4-byte hint) at
 // priority p. Errors: ErrNoRegion, *transport.FrameTooLargeError,
 // ErrBadAddr, ErrQueueFull.
 func (e *Engine) Enqueue(now time.Time, to transport.Addr, p transport.Priority, data []byte) error {
+	return e.EnqueueFrame(now, transport.Frame{To: to, Priority: p, Data: data})
+}
+
+// EnqueueFrame is Enqueue for a transport.Frame. With f.NoAck, a unicast
+// message that fits one fragment is sent once, without the flag that asks
+// for a SACK (the caller acknowledges it by other means); the receiver
+// then sends none. A longer message is acknowledged as usual.
+func (e *Engine) EnqueueFrame(now time.Time, f transport.Frame) error {
+	to, p, data := f.To, f.Priority, f.Data
 	if e.o.Budget == nil {
 		return ErrNoRegion
 	}
@@ -287,6 +312,7 @@ func (e *Engine) Enqueue(now time.Time, to transport.Addr, p transport.Priority,
 		buf = buf[per:]
 	}
 	m.payloads = append(m.payloads, buf)
+	m.noAck = f.NoAck && !m.bcast && len(m.payloads) == 1
 	m.acked = make([]bool, len(m.payloads))
 	m.sent = make([]bool, len(m.payloads))
 	m.pending = make([]int, len(m.payloads))
@@ -354,7 +380,10 @@ func (e *Engine) Next(now time.Time) (frame []byte, info TxInfo, ok bool) {
 		m.sent[idx] = true
 		m.pending = m.pending[1:]
 		if len(m.pending) == 0 {
-			if m.bcast {
+			if m.bcast || m.noAck {
+				if m.noAck {
+					e.stats.Unacked++
+				}
 				e.finish(m, true)
 			} else {
 				m.waiting = true
@@ -389,7 +418,7 @@ func (e *Engine) candidate() (*Frame, *outMsg, int, transport.Priority) {
 			f := &Frame{Kind: KindUnicast, Src: e.o.Self, Dst: m.to, ID: m.id, Index: idx, Count: len(m.payloads), Payload: m.payloads[idx]}
 			if m.bcast {
 				f.Kind, f.Dst = KindBroadcast, Hint{}
-			} else if len(m.pending) == 1 {
+			} else if len(m.pending) == 1 && !m.noAck {
 				f.Flag = true // last of the round: acknowledge now
 			}
 			return f, m, idx, m.prio
@@ -556,6 +585,15 @@ func (e *Engine) Receive(now time.Time, b []byte, meta transport.Meta) []Deliver
 	case KindUnicast:
 		if f.Dst != e.o.Self {
 			e.stats.NotForUs++
+			if e.o.Overhear && f.Count == 1 {
+				// A whole message on its way to another node: the router
+				// learns from it that the frame it handed that node's
+				// sender was passed on. Not deduplicated: each copy is
+				// a fresh sign of life.
+				e.stats.Overheard++
+				meta.Overheard = true
+				return []Delivery{{From: meta.From, To: transport.Addr(f.Dst[:]), Data: append([]byte(nil), f.Payload...), Meta: meta}}
+			}
 			return nil
 		}
 	}
@@ -670,7 +708,8 @@ func (e *Engine) onFragment(now time.Time, f *Frame, meta transport.Meta) []Deli
 	}
 	e.dropPartial(k)
 	e.remember(k, now)
-	if !k.bcast {
+	if !k.bcast && (f.Flag || f.Count > 1) {
+		// A one-fragment message without the flag asked for no SACK.
 		e.queueSACK(k)
 	}
 	e.stats.Delivered++

@@ -226,3 +226,77 @@ func TestNoRegionRefuses(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestNoAck: a one-fragment unicast message sent with Frame.NoAck goes once,
+// without the flag, and the receiver sends no SACK; a longer one is
+// acknowledged as usual; an old-style flagged one-fragment message still is.
+func TestNoAck(t *testing.T) {
+	for _, c := range []struct {
+		size  int
+		noAck bool
+		sacks uint64
+	}{{60, true, 0}, {60, false, 1}, {600, true, 1}} {
+		a := newAir(t, 2, 0, Options{Modulation: fastMod(), AirHeader: 1, Budget: budget(t, "US915", 915000000, 500000)})
+		msg := bytes.Repeat([]byte{7}, c.size)
+		if err := a.engines[0].EnqueueFrame(a.now, transport.Frame{To: addr(1), Data: msg, NoAck: c.noAck}); err != nil {
+			t.Fatal(err)
+		}
+		a.run(a.now.Add(time.Minute), nil)
+		if len(a.got[1]) != 1 || !bytes.Equal(a.got[1][0].Data, msg) {
+			t.Fatalf("%+v: got %d deliveries", c, len(a.got[1]))
+		}
+		snd, rcv := a.engines[0].Stats(), a.engines[1].Stats()
+		if rcv.SACKsSent != c.sacks || snd.MessagesDone != 1 || snd.QueueBytes != 0 || snd.Retransmissions != 0 {
+			t.Fatalf("%+v: sender %+v receiver %+v", c, snd, rcv)
+		}
+		if unacked := c.noAck && c.size == 60; (snd.Unacked == 1) != unacked {
+			t.Fatalf("%+v: Unacked %d", c, snd.Unacked)
+		}
+	}
+	// NoAck frames are not retransmitted: lost is lost.
+	a := newAir(t, 2, 1.0, Options{Modulation: fastMod(), AirHeader: 1, Budget: budget(t, "US915", 915000000, 500000)})
+	if err := a.engines[0].EnqueueFrame(a.now, transport.Frame{To: addr(1), Data: []byte("x"), NoAck: true}); err != nil {
+		t.Fatal(err)
+	}
+	a.run(a.now.Add(time.Minute), nil)
+	if st := a.engines[0].Stats(); st.FramesSent != 1 || st.MessagesFailed != 0 || st.QueueBytes != 0 {
+		t.Fatalf("%+v", st)
+	}
+}
+
+// TestOverhear: with Options.Overhear a bystander is handed one-fragment
+// unicast messages for others, marked Overheard and naming the addressee;
+// without it, or for longer messages, nothing.
+func TestOverhear(t *testing.T) {
+	a := newAir(t, 3, 0, Options{Modulation: fastMod(), AirHeader: 1, Budget: budget(t, "US915", 915000000, 500000)})
+	a.engines[2].SetOverhear(true)
+	if err := a.engines[0].EnqueueFrame(a.now, transport.Frame{To: addr(1), Data: []byte("short"), NoAck: true}); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.engines[0].Enqueue(a.now, addr(1), transport.PriorityOwn, bytes.Repeat([]byte{9}, 600)); err != nil {
+		t.Fatal(err)
+	}
+	a.run(a.now.Add(time.Minute), nil)
+	if len(a.got[1]) != 2 || a.got[1][0].Meta.Overheard || a.got[1][0].To != "" {
+		t.Fatalf("addressee got %+v", a.got[1])
+	}
+	if len(a.got[2]) != 1 {
+		t.Fatalf("overhearing bystander got %d messages", len(a.got[2]))
+	}
+	d := a.got[2][0]
+	if !d.Meta.Overheard || d.To != addr(1) || d.From != addr(0) || string(d.Data) != "short" || !d.Meta.HasSignal {
+		t.Fatalf("overheard %+v", d)
+	}
+	if st := a.engines[2].Stats(); st.Overheard != 1 || st.Delivered != 0 {
+		t.Fatalf("bystander stats %+v", st)
+	}
+	a.engines[2].SetOverhear(false)
+	a.got[2] = nil
+	if err := a.engines[0].EnqueueFrame(a.now, transport.Frame{To: addr(1), Data: []byte("again"), NoAck: true}); err != nil {
+		t.Fatal(err)
+	}
+	a.run(a.now.Add(time.Minute), nil)
+	if len(a.got[2]) != 0 {
+		t.Fatalf("bystander with overhearing off got %+v", a.got[2])
+	}
+}
