@@ -146,7 +146,7 @@ func (r *Router) onSigned(now time.Time, l *link, e *envelope.Envelope, m transp
 func (r *Router) onAnnounce(now time.Time, l *link, raw []byte, e *envelope.Envelope, m transport.Meta, k uint64) {
 	if _, dup := r.dedup.get(k); dup {
 		r.dedup.seen(k)
-		r.heardRelay(l, k)
+		r.heardAnnounce(l, k, e.Hops)
 	}
 	p, newer := r.onSigned(now, l, e, m, k, 0)
 	if p == nil || !newer {
@@ -206,6 +206,19 @@ func (r *Router) floodRelay(now time.Time, from *link, m transport.Meta, raw []b
 	}
 }
 
+// heardAnnounce counts a copy of an announce we have a relay pending for,
+// with the path cost its relay advertised.
+func (r *Router) heardAnnounce(l *link, k uint64, cost uint8) {
+	for _, pr := range r.relays {
+		if pr.key == k && pr.link == l {
+			pr.heard++
+			if len(pr.costs) < 8 {
+				pr.costs = append(pr.costs, cost)
+			}
+		}
+	}
+}
+
 // heardRelay counts a copy of a flood we have a relay pending for.
 func (r *Router) heardRelay(l *link, k uint64) {
 	for _, pr := range r.relays {
@@ -216,19 +229,34 @@ func (r *Router) heardRelay(l *link, k uint64) {
 }
 
 func (r *Router) fireRelay(now time.Time, pr *pendingRelay) {
-	if pr.suppress && pr.heard >= r.o.SuppressAfter {
-		r.drop(DropSuppressed)
-		return
-	}
 	if pr.origin != nil {
 		// An announce carries our own distance over the best route we have
-		// now (not the first copy's), in path-cost units.
-		d, ok := r.advertise(now, pr.origin, pr.seq)
+		// now (not the first copy's), in path-cost units. It is suppressed
+		// only by relays heard that offered a path as good: a node that
+		// would advertise a better path than every relay around it still
+		// relays, so suppression does not hide short paths.
+		d, ok := r.advertiseCost(now, pr.origin)
 		if !ok {
 			r.drop(DropNoRoute)
 			return
 		}
+		if pr.suppress {
+			n := 0
+			for _, c := range pr.costs {
+				if c <= d {
+					n++
+				}
+			}
+			if n >= r.o.SuppressAfter {
+				r.drop(DropSuppressed)
+				return
+			}
+		}
+		d, _ = r.advertise(now, pr.origin, pr.seq)
 		pr.data[envelope.OffsetHops] = d
+	} else if pr.suppress && pr.heard >= r.o.SuppressAfter {
+		r.drop(DropSuppressed)
+		return
 	}
 	if pr.control && !r.spendControl(now, pr.link, len(pr.data), false) {
 		if pr.origin != nil && len(r.relays) < maxPendingRelays {
@@ -255,17 +283,25 @@ func (r *Router) pathRequest(now time.Time, a envelope.Addr) {
 			return
 		}
 	}
-	// A node asks at most once every PathRequestEvery, stretched with the
-	// square of the mesh's size beyond 50 nodes on radio (burst of two): in a big mesh that has just
-	// booted nearly every destination is unknown until the announces have
-	// spread, and a path request per message would flood the channel. What
-	// waits is sent when a route appears.
+	// Expanding ring: first the neighbours only (TTL 0: routes to nearly
+	// every node are known everywhere once announces have spread, so a
+	// neighbour usually answers), then two hops, four, and the whole scope.
+	ttl := r.o.PathRequestTTL
+	if p != nil {
+		ttl = min(ttl, pathRingTTL(p.pathReqN))
+	}
+	// Requests that reach beyond two hops are floods and cost the mesh
+	// about as much as an announce: a node sends at most one every
+	// PathRequestEvery, stretched on radio with the square of the mesh's
+	// size beyond 50 nodes (the network-wide load of these floods grows
+	// with nodes × nodes reached; in a 500-node LoRa mesh one a minute per
+	// node saturates the channel: docs/routing.md). Near requests have a
+	// bucket of their own, one a minute. What waits is sent when a route
+	// appears.
 	if el := now.Sub(r.pathReqAt).Seconds(); el > 0 {
 		every := r.o.PathRequestEvery
 		for _, l := range r.links {
 			if l.radio {
-				// Quadratic in the mesh's size: the network-wide load of
-				// these floods grows with nodes × nodes reached.
 				if f := float64(len(r.peers)) / 50; f > 1 {
 					every = time.Duration(float64(every) * f * f)
 				}
@@ -273,12 +309,20 @@ func (r *Router) pathRequest(now time.Time, a envelope.Addr) {
 			}
 		}
 		r.pathTokens = min(2, r.pathTokens+el/every.Seconds())
+		r.nearTokens = min(2, r.nearTokens+el/r.o.PathRequestEvery.Seconds())
 		r.pathReqAt = now
 	}
-	if r.pathTokens < 1 {
+	if ttl > 2 && r.pathTokens < 1 {
+		ttl = 2 // no flood now: ask nearby instead
+	}
+	switch {
+	case ttl > 2:
+		r.pathTokens--
+	case r.nearTokens >= 1:
+		r.nearTokens--
+	default:
 		return
 	}
-	r.pathTokens--
 	if p != nil {
 		p.pathReqAt = now
 		if p.pathReqN < 16 {
@@ -288,12 +332,6 @@ func (r *Router) pathRequest(now time.Time, a envelope.Addr) {
 	var id [4]byte
 	if r.readEntropy(id[:]) != nil {
 		return
-	}
-	// Expanding ring: the first request for a destination asks two hops
-	// around (routes are usually known nearby), later ones the whole scope.
-	ttl := r.o.PathRequestTTL
-	if p != nil && p.pathReqN <= 1 {
-		ttl = min(ttl, 2)
 	}
 	e := envelope.Envelope{Kind: envelope.KindPathRequest, TTL: ttl, Dst: a,
 		RequestID: binary.BigEndian.Uint32(id[:])}
@@ -316,6 +354,20 @@ func (r *Router) pathRequest(now time.Time, a envelope.Addr) {
 		r.spendControl(now, l, len(raw), true)
 		r.emit(now, l, transport.Broadcast, transport.PriorityBackground, clone(raw), envelope.KindPathRequest, true)
 	}
+}
+
+// pathRingTTL is the TTL of the (n+1)-th path request for a destination:
+// 0 (neighbours only), 1, 3, then 255 (capped by PathRequestTTL).
+func pathRingTTL(n uint8) uint8 {
+	switch n {
+	case 0:
+		return 0
+	case 1:
+		return 1
+	case 2:
+		return 3
+	}
+	return 255
 }
 
 func pathReqBackoff(n uint8) time.Duration {
@@ -370,7 +422,13 @@ func (r *Router) onPathRequest(now time.Time, l *link, raw []byte, e *envelope.E
 	r.stats.PathReplies++
 	r.dedup.put(r.sip.envelopeKey(reply), dedupEntry{flags: seenVerified, heard: 1})
 	r.spendControl(now, l, len(reply), true)
-	r.emit(now, l, m.From, transport.PriorityRelay, reply, envelope.KindPathReply, true)
+	re, err := envelope.Parse(reply)
+	if err != nil {
+		return
+	}
+	// hops: the requester's distance is unknown here; the neighbour's
+	// address says whether it is the requester itself.
+	r.sendHopC(now, &route{link: l, nb: m.From, hops: 1}, reply, &re, transport.PriorityRelay, true)
 }
 
 func (r *Router) onPathReply(now time.Time, l *link, raw []byte, e *envelope.Envelope, m transport.Meta, k uint64) {

@@ -116,6 +116,7 @@ type dedupEntry struct {
 	at    uint32 // when first seen (Unix seconds)
 	flags uint8
 	heard uint8 // copies heard (saturating)
+	hops  uint8 // unicast: the hop count it first arrived with
 }
 
 const (

@@ -146,7 +146,7 @@ func (r *Router) trySend(now time.Time, m *outMsg) {
 
 func (r *Router) transmitOwn(now time.Time, m *outMsg) {
 	p := r.peerForAddr(m.rec.Dst, now)
-	rt := p.best(now)
+	rt := r.route(now, p)
 	if rt == nil {
 		m.waiting = true
 		r.pathRequest(now, envelope.FullAddr(m.rec.Dst))
@@ -156,6 +156,9 @@ func (r *Router) transmitOwn(now time.Time, m *outMsg) {
 	m.waiting = false
 	data := clone(m.rec.Sealed)
 	if e, err := envelope.Parse(data); err == nil {
+		// Remembered like a relayed copy, so that one coming back to us
+		// reveals a loop.
+		r.dedup.put(r.sip.envelopeKey(data), dedupEntry{at: r.secs(now), heard: 1})
 		r.sendHop(now, rt, data, &e, transport.PriorityOwn)
 	}
 	if m.rec.Attempts == 0 {
@@ -181,6 +184,13 @@ func (r *Router) rto(rt *route, n int, attempt int) time.Duration {
 		perHop = max(r.rttHopRadio, 2*rt.link.airtime(n))
 	}
 	d := r.o.RetryMin + 3*time.Duration(int(rt.hops)+1)*perHop
+	if rt.link.info.Overhears {
+		// Relays retransmit a hop whose passive acknowledgement is
+		// missing; leave time for that before retrying the whole path.
+		d += (1<<maxHopTries - 1) * r.hopTimeout(rt.link, n)
+	}
+	// Relays drop a copy seen within unicastDedupWindow as a duplicate.
+	d = max(d, unicastDedupWindow+5*time.Second)
 	for i := 1; i < attempt && d < r.o.RetryMax; i++ {
 		d *= 2
 	}
@@ -342,6 +352,7 @@ func (r *Router) receiveData(now time.Time, l *link, m transport.Meta, e *envelo
 	rec := inboxRecord{From: p.key, Port: port, Payload: payload}
 	r.batch.Put(BucketInbox, inboxKey(id), rec.marshal())
 	from := p.key
+	r.stats.DeliveredHops += uint64(e.Hops)
 	r.after(func(now time.Time) {
 		r.stats.Delivered++
 		r.actions = append(r.actions, &Deliver{ID: id, From: from, Port: port, Payload: payload})
@@ -363,7 +374,7 @@ func (r *Router) sendAck(now time.Time, p *peer, counter uint32, pq, full bool) 
 	if err != nil {
 		return
 	}
-	if rt := p.best(now); rt != nil {
+	if rt := r.route(now, p); rt != nil {
 		r.sendHop(now, rt, ack, &e, transport.PriorityOwn)
 		return
 	}

@@ -11,6 +11,10 @@ import (
 // Receive handles one frame received on a link. data becomes the router's
 // (it may be kept).
 func (r *Router) Receive(now time.Time, id LinkID, data []byte, m transport.Meta) {
+	if m.Overheard {
+		r.Overhear(now, id, data, m)
+		return
+	}
 	r.begin(now)
 	defer r.end()
 	l := r.linkByID[id]
@@ -67,6 +71,12 @@ func (r *Router) Overhear(now time.Time, id LinkID, data []byte, m transport.Met
 	r.hear(now, l, m)
 	k := r.sip.envelopeKey(data)
 	r.hopConfirm(l, m.From, k, &e)
+	if (e.Kind == envelope.KindData || e.Kind == envelope.KindAck) && m.From != transport.Broadcast {
+		// The neighbour passing it on is e.Hops relays from its source
+		// (the sender of a Data, the acknowledging node of an Ack): a
+		// route to learn at no airtime.
+		r.learnReverse(now, e.Src, l, m.From, e.Hops)
+	}
 	if _, ok := r.dedup.get(k); ok {
 		r.heardRelay(l, k)
 	}
@@ -121,10 +131,17 @@ func (r *Router) onUnicast(now time.Time, l *link, raw []byte, e *envelope.Envel
 		if r.debug {
 			r.trace("unicast duplicate", "kind", e.Kind, "from", []byte(m.From), "dst", e.Dst)
 		}
+		if raw[envelope.OffsetTTL] > 0 && e.Hops > ent.hops+1 {
+			// Back after going further than we sent it: a routing loop
+			// (routes learned from traffic are not bound by the
+			// feasibility condition). Drop the route it left us by.
+			r.loopDetected(now, e)
+		}
+		r.answerDuplicate(now, l, m, raw, e, k, ent)
 		r.drop(DropDuplicate)
 		return
 	}
-	r.dedup.put(k, dedupEntry{at: r.secs(now), heard: 1})
+	r.dedup.put(k, dedupEntry{at: r.secs(now), heard: 1, hops: e.Hops})
 	switch e.Kind {
 	case envelope.KindAnon:
 		r.addCrumb(now, e.Token, l, m.From)
@@ -137,8 +154,18 @@ func (r *Router) onUnicast(now time.Time, l *link, raw []byte, e *envelope.Envel
 			r.peerForKey(e.Key, now)
 		}
 		r.learnReverse(now, e.Src, l, m.From, e.Hops)
+		t := r.flowToken(e.Src.Hint(), e.Dst.Hint(), e.Counter)
+		if c, ok := r.crumbs[t]; ok && c.ack != nil && now.Before(c.expires) {
+			// The destination acknowledged this message through us
+			// already: this is an end-to-end retry after the Ack was lost
+			// nearer the sender. The Ack answers it; the Data need not
+			// cross the rest of the path again.
+			r.stats.AckReplays++
+			r.emitFrame(now, l, SendFrame{Link: l.id, To: m.From, Priority: transport.PriorityRelay, Data: clone(c.ack), Kind: envelope.KindAck, NoAck: r.passive(l)}, false)
+			return
+		}
 		// The Ack will come back the way the Data went.
-		r.addCrumb(now, r.flowToken(e.Src.Hint(), e.Dst.Hint(), e.Counter), l, m.From)
+		r.addCrumb(now, t, l, m.From)
 	default:
 		r.learnReverse(now, e.Src, l, m.From, e.Hops)
 	}
@@ -149,16 +176,30 @@ func (r *Router) onUnicast(now time.Time, l *link, raw []byte, e *envelope.Envel
 	if e.Kind == envelope.KindAck {
 		// Follow the breadcrumb the Data left, if any: the reverse of a
 		// path that just worked.
-		c, ok := r.crumbs[r.flowToken(e.Dst.Hint(), e.Src.Hint(), e.Counter)]
+		t := r.flowToken(e.Dst.Hint(), e.Src.Hint(), e.Counter)
+		c, ok := r.crumbs[t]
 		if ok && now.Before(c.expires) && r.linkByID[c.link.id] == c.link && !(c.link == l && c.nb == m.From) {
 			data := clone(raw)
 			envelope.Relay(data)
 			r.stats.Relayed++
-			r.emit(now, c.link, c.nb, transport.PriorityRelay, data, e.Kind, false)
+			c.ack = data
+			r.crumbs[t] = c
+			r.sendHop(now, &route{link: c.link, nb: c.nb, hops: 1}, data, e, transport.PriorityRelay) // hops unknown: the next hop's address says whether it is the last
 			return
 		}
 	}
 	r.forwardUnicast(now, l, m, raw, e, k, true)
+}
+
+// loopDetected forgets the selected routes towards e's destination.
+func (r *Router) loopDetected(now time.Time, e *envelope.Envelope) {
+	r.stats.Loops++
+	for _, p := range r.lookup(e.Dst) {
+		if p.cur >= 0 {
+			p.routes[p.cur].expires = now
+			r.reselect(now, p, true)
+		}
+	}
 }
 
 // flowToken names the breadcrumb of a Data envelope (sender, recipient,
@@ -191,7 +232,7 @@ func (r *Router) forwardUnicast(now time.Time, from *link, m transport.Meta, raw
 		if p.addr == r.addr {
 			continue
 		}
-		rt := p.best(now)
+		rt := r.route(now, p)
 		if rt != nil && from != nil && rt.link == from && rt.nb == m.From {
 			rt = r.alternative(now, p, from, m.From)
 		}
@@ -207,11 +248,7 @@ func (r *Router) forwardUnicast(now time.Time, from *link, m transport.Meta, raw
 		if r.debug {
 			r.trace("forward", "kind", e.Kind, "dst", e.Dst, "to", []byte(rt.nb), "hops", rt.hops)
 		}
-		if e.Kind == envelope.KindPathReply {
-			r.emit(now, rt.link, rt.nb, transport.PriorityRelay, data, e.Kind, true)
-		} else {
-			r.sendHop(now, rt, data, e, transport.PriorityRelay)
-		}
+		r.sendHopC(now, rt, data, e, transport.PriorityRelay, e.Kind == envelope.KindPathReply)
 		p.lastUsed = now
 		used[n] = h
 		n++

@@ -27,38 +27,110 @@ type hopWait struct {
 	counter  uint32
 	dstAddr  envelope.Addr
 	deadline time.Time
+	sent     time.Time
 	tries    uint8
+	last     bool // to the destination itself: its Ack confirms
 }
 
 const (
-	maxHopTries = 3  // transmissions of one frame to one neighbour
-	maxHopWaits = 64 // frames waiting at once
+	maxHopTries = 4   // passively watched transmissions of one frame
+	maxHopWaits = 256 // frames waiting at once
 )
 
-// sendHop sends an envelope to the next hop of rt, watching for its
-// passive acknowledgement when the link allows.
+// sendHop sends an envelope to the next hop of rt. When the link reports
+// overheard frames and the neighbour's next move can be heard (it passes a
+// Data or Ack envelope on, or, as the destination of a Data envelope,
+// acknowledges it), the frame goes without a link acknowledgement (NoAck)
+// and the router watches for the passive one instead.
 func (r *Router) sendHop(now time.Time, rt *route, data []byte, e *envelope.Envelope, prio transport.Priority) {
+	r.sendHopC(now, rt, data, e, prio, false)
+}
+
+// sendHopC is sendHop for control frames too (path replies), counted as
+// such.
+func (r *Router) sendHopC(now time.Time, rt *route, data []byte, e *envelope.Envelope, prio transport.Priority, control bool) {
 	l := rt.link
-	r.emit(now, l, rt.nb, prio, data, e.Kind, false)
-	if !l.info.Overhears || !l.info.Broadcast || rt.nb == transport.Broadcast {
-		return
+	watch := r.hopWatchable(rt, e)
+	// The last hop of an Ack goes unacknowledged too: if it is lost, the
+	// sender's end-to-end retry meets a relay that has the Ack already
+	// and answers with it (replayAck), or the destination, which
+	// acknowledges again.
+	noAck := watch || (r.passive(l) && (e.Kind == envelope.KindAck || e.Kind == envelope.KindPathReply))
+	r.emitFrame(now, l, SendFrame{Link: l.id, To: rt.nb, Priority: prio, Data: data, Kind: e.Kind, NoAck: noAck}, control)
+	if watch {
+		r.addWait(now, rt, data, e, prio, 1)
 	}
-	if e.Kind != envelope.KindData && !(e.Kind == envelope.KindAck && rt.hops > 0) {
-		return // only the destination's Ack confirms a last hop, and only for Data
+}
+
+// passive reports whether frames on l are acknowledged passively: a shared
+// medium that reports frames addressed to other neighbours.
+func (r *Router) passive(l *link) bool { return l.info.Overhears && l.info.Broadcast }
+
+// hopWatchable reports whether a passive acknowledgement can confirm e sent
+// over rt: only on a broadcast link that reports overheard frames, only for
+// Data (the next hop forwards it, or the destination acknowledges it) and
+// for an Ack or path reply that still has hops to go (nothing confirms
+// their last hop).
+func (r *Router) hopWatchable(rt *route, e *envelope.Envelope) bool {
+	if !r.passive(rt.link) || rt.nb == transport.Broadcast {
+		return false
 	}
+	switch e.Kind {
+	case envelope.KindData:
+		return true
+	case envelope.KindAck, envelope.KindPathReply:
+		h := e.Dst.Hint()
+		return rt.hops > 0 && string(rt.nb) != string(h[:])
+	}
+	return false
+}
+
+func (r *Router) addWait(now time.Time, rt *route, data []byte, e *envelope.Envelope, prio transport.Priority, tries uint8) {
 	if len(r.waits) >= maxHopWaits {
 		r.waits = r.waits[1:]
 	}
-	w := &hopWait{key: r.sip.envelopeKey(data), link: l, nb: rt.nb, data: data, kind: e.Kind, prio: prio,
-		dstAddr: e.Dst, counter: e.Counter, src: e.Src.Hint(), dst: e.Dst.Hint(), tries: 1}
-	w.deadline = now.Add(r.hopTimeout(l, len(data)))
+	w := &hopWait{key: r.sip.envelopeKey(data), link: rt.link, nb: rt.nb, data: data, kind: e.Kind, prio: prio,
+		dstAddr: e.Dst, counter: e.Counter, src: e.Src.Hint(), dst: e.Dst.Hint(), tries: tries}
+	h := e.Dst.Hint()
+	w.last = string(rt.nb) == string(h[:])
+	// Each try waits twice as long: what keeps a frame from getting
+	// through (a hidden neighbour's traffic, a busy next hop) tends to
+	// last a while.
+	w.deadline = now.Add(r.hopTimeout(rt.link, len(data)) << (tries - 1))
+	if w.last {
+		// The destination acknowledges once its store committed.
+		w.deadline = w.deadline.Add(r.o.CommitDelay)
+	}
+	w.sent = now
 	r.waits = append(r.waits, w)
 }
 
 // hopTimeout allows the neighbour to queue, contend for the channel and
-// send the frame on (or its Ack back).
+// send the frame on (or its Ack back). It adapts to what the link measures
+// (a smoothed time from handing a frame over to hearing it passed on, and
+// its variation, as TCP's retransmission timer: RFC 6298), at least a
+// second, two seconds until measured.
 func (r *Router) hopTimeout(l *link, n int) time.Duration {
-	return 3*l.airtime(n) + 6*time.Second + time.Duration(r.rnd.Int64N(int64(500*time.Millisecond)))
+	base := 2 * time.Second
+	if l.hopSRTT > 0 {
+		base = max(time.Second, l.hopSRTT+4*l.hopVar)
+	}
+	return base + 2*l.airtime(n) + time.Duration(r.rnd.Int64N(int64(250*time.Millisecond)))
+}
+
+// hopSample feeds the link's hop timer with the delay of a passive
+// acknowledgement of a first transmission (Karn's rule).
+func (l *link) hopSample(d time.Duration) {
+	if l.hopSRTT == 0 {
+		l.hopSRTT, l.hopVar = d, d/2
+		return
+	}
+	diff := d - l.hopSRTT
+	if diff < 0 {
+		diff = -diff
+	}
+	l.hopVar += (diff - l.hopVar) / 4
+	l.hopSRTT += (d - l.hopSRTT) / 8
 }
 
 // hopConfirm settles waits for the envelope with key k heard from nb on l,
@@ -76,13 +148,19 @@ func (r *Router) hopConfirm(l *link, nb transport.Addr, k uint64, e *envelope.En
 			continue
 		}
 		if n := l.neighbours[w.nb]; n != nil {
-			n.fail *= 0.8
+			n.outcome(false)
+		}
+		if w.tries == 1 && !w.last {
+			l.hopSample(r.now.Sub(w.sent))
 		}
 		r.waits = append(r.waits[:i], r.waits[i+1:]...)
 	}
 }
 
-// tickHops retransmits frames whose acknowledgement is overdue.
+// tickHops retransmits frames whose acknowledgement is overdue, to the best
+// route now (the missing acknowledgement made the neighbour costlier, so
+// it may be another one), watched again. A neighbour that did pass the
+// frame on, unheard, answers the copy (answerDuplicate).
 func (r *Router) tickHops(now time.Time) {
 	var due []*hopWait
 	keep := r.waits[:0]
@@ -101,39 +179,43 @@ func (r *Router) tickHops(now time.Time) {
 		}
 		n := w.link.neighbours[w.nb]
 		if n != nil {
-			n.fail = n.fail*0.8 + 0.2
+			n.outcome(true)
 		}
 		if r.debug {
 			r.trace("hop ack missing", "kind", w.kind, "nb", []byte(w.nb), "try", w.tries, "dst", w.dstAddr)
 		}
 		r.rerouteVia(now, w.link, w.nb)
 		if w.tries >= maxHopTries {
+			r.stats.HopGiveUps++
 			continue
 		}
-		// Send again, to the best route now (it may have moved away from
-		// the neighbour that failed).
 		e, err := envelope.Parse(w.data)
 		if err != nil {
 			continue
 		}
 		var rt *route
 		for _, p := range r.lookup(w.dstAddr) {
+			// The best route now, without flap damping: the miss just
+			// made this neighbour costlier, and a retry should not wait
+			// for it to fail again to go another way.
+			r.reselect(now, p, true)
 			if x := p.best(now); x != nil {
 				rt = x
 				break
 			}
 		}
 		if rt == nil {
+			r.stats.HopGiveUps++
 			continue
 		}
 		r.stats.HopRetries++
-		r.emit(now, rt.link, rt.nb, w.prio, clone(w.data), e.Kind, false)
-		nw := *w
-		nw.link, nw.nb, nw.tries = rt.link, rt.nb, w.tries+1
-		nw.deadline = now.Add(r.hopTimeout(rt.link, len(w.data)))
-		if rt.link.info.Overhears && len(r.waits) < maxHopWaits {
-			r.waits = append(r.waits, &nw)
+		data := clone(w.data)
+		if !r.hopWatchable(rt, &e) {
+			r.emitFrame(now, rt.link, SendFrame{Link: rt.link.id, To: rt.nb, Priority: w.prio, Data: data, Kind: e.Kind}, false)
+			continue
 		}
+		r.emitFrame(now, rt.link, SendFrame{Link: rt.link.id, To: rt.nb, Priority: w.prio, Data: data, Kind: e.Kind, NoAck: true}, false)
+		r.addWait(now, rt, data, &e, w.prio, w.tries+1)
 	}
 }
 
@@ -145,4 +227,37 @@ func (r *Router) rerouteVia(now time.Time, l *link, nb transport.Addr) {
 			r.reselect(now, p, false)
 		}
 	}
+}
+
+// answerDuplicate answers a neighbour that sent us, within the dedup
+// window, a Data or Ack envelope we have passed on already: it did not hear
+// us do so and will try again and again. When we carried the destination's
+// Ack back already, the Ack answers a Data envelope (and goes on towards
+// the sender if the neighbour lacks it); otherwise our copy goes back to
+// the neighbour with TTL 0: it matches the frame the neighbour waits for,
+// and a TTL-0 duplicate is never answered in turn. At most twice per
+// envelope.
+func (r *Router) answerDuplicate(now time.Time, l *link, m transport.Meta, raw []byte, e *envelope.Envelope, k uint64, ent dedupEntry) {
+	if !r.passive(l) || m.From == transport.Broadcast || raw[envelope.OffsetTTL] == 0 {
+		return
+	}
+	if e.Kind != envelope.KindData && e.Kind != envelope.KindAck {
+		return
+	}
+	if ent.heard >= 3 {
+		return
+	}
+	ent.heard++
+	r.dedup.put(k, ent)
+	if e.Kind == envelope.KindData {
+		if c, ok := r.crumbs[r.flowToken(e.Src.Hint(), e.Dst.Hint(), e.Counter)]; ok && c.ack != nil && now.Before(c.expires) {
+			r.stats.AckReplays++
+			r.emitFrame(now, l, SendFrame{Link: l.id, To: m.From, Priority: transport.PriorityRelay, Data: clone(c.ack), Kind: envelope.KindAck, NoAck: true}, false)
+			return
+		}
+	}
+	data := clone(raw)
+	data[envelope.OffsetTTL] = 0
+	r.stats.Echoes++
+	r.emitFrame(now, l, SendFrame{Link: l.id, To: m.From, Priority: transport.PriorityRelay, Data: data, Kind: e.Kind, NoAck: true}, false)
 }

@@ -25,6 +25,9 @@ type link struct {
 	// queueWake is when the queue may make progress.
 	queueWake time.Time
 
+	// Passive hop acknowledgements: smoothed delay and its variation.
+	hopSRTT, hopVar time.Duration
+
 	nextAnnounce time.Time
 	neighbours   map[transport.Addr]*neighbour
 	// snrFloor is the weakest SNR of any frame decoded on the link: about
@@ -40,9 +43,12 @@ type queuedFrame struct {
 
 // neighbour is what the router knows of one neighbour on a link.
 type neighbour struct {
-	snr       float32 // smoothed
-	hasSNR    bool
-	fail      float32 // smoothed hop-ack failure rate
+	snr    float32 // smoothed
+	hasSNR bool
+	// Passive hop acknowledgements: decayed counts of frames handed to
+	// this neighbour (obs) and of those it was not heard passing on
+	// (miss). See neighbour.loss.
+	obs, miss float32
 	lastHeard time.Time
 }
 
@@ -236,8 +242,12 @@ func (l *link) dcAdvance(now time.Time) {
 
 // emit sends a frame on l, or queues it while the duty cycle is spent.
 func (r *Router) emit(now time.Time, l *link, to transport.Addr, prio transport.Priority, data []byte, kind envelope.Kind, control bool) {
-	f := SendFrame{Link: l.id, To: to, Priority: prio, Data: data, Kind: kind}
-	if l.info.DutyCycle > 0 && (len(l.queue) > 0 || !r.dcAllows(now, l, len(data))) {
+	r.emitFrame(now, l, SendFrame{Link: l.id, To: to, Priority: prio, Data: data, Kind: kind}, control)
+}
+
+// emitFrame is emit for a frame built by the caller (NoAck).
+func (r *Router) emitFrame(now time.Time, l *link, f SendFrame, control bool) {
+	if l.info.DutyCycle > 0 && (len(l.queue) > 0 || !r.dcAllows(now, l, len(f.Data))) {
 		r.enqueue(now, l, queuedFrame{f: f, control: control})
 		return
 	}
@@ -255,7 +265,7 @@ func (r *Router) dcAllows(now time.Time, l *link, n int) bool {
 func (r *Router) transmit(now time.Time, l *link, f *SendFrame, control bool) {
 	at := l.airtime(len(f.Data))
 	if l.info.DutyCycle > 0 {
-		if f.To != transport.Broadcast {
+		if f.To != transport.Broadcast && !f.NoAck {
 			at += l.airtime(12) // the link's acknowledgement
 		}
 		l.dcAdvance(now)

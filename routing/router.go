@@ -71,7 +71,8 @@ type Router struct {
 	batchSince  time.Time
 	afterCommit []func(now time.Time)
 
-	pathTokens float64 // own path requests allowed now
+	pathTokens float64 // own path-request floods (TTL > 2) allowed now
+	nearTokens float64 // own near path requests allowed now
 	pathReqAt  time.Time
 
 	verifyTokens float64
@@ -95,6 +96,9 @@ type crumb struct {
 	link    *link
 	nb      transport.Addr
 	expires time.Time
+	// ack is the Ack this node carried back along a Data breadcrumb (as
+	// it sent it on), to answer retries of that Data.
+	ack []byte
 }
 
 type pendingRelay struct {
@@ -111,6 +115,9 @@ type pendingRelay struct {
 	// origin and seq: for an announce relay, whose announce it is.
 	origin *peer
 	seq    uint32
+	// costs advertised by the relays of the same announce heard (at most
+	// eight), for suppression.
+	costs []uint8
 }
 
 // counterBlock is how many send counters one store write reserves.
@@ -126,9 +133,10 @@ const crumbLife = 15 * time.Minute
 const maxCrumbs = 2048
 
 // unicastDedupWindow: a unicast envelope seen again within this window is a
-// loop or a duplicate copy; later it is an end-to-end retry and is
-// forwarded again.
-const unicastDedupWindow = 5 * time.Second
+// loop, a duplicate copy or a hop retransmission from a neighbour that did
+// not hear us pass it on; later it is an end-to-end retry (never sooner:
+// see rto) and is forwarded again.
+const unicastDedupWindow = 20 * time.Second
 
 // New builds a Router, loading its state from o.Store. now is the current
 // time. Messages delivered before a restart but not acknowledged by the
@@ -178,7 +186,7 @@ func New(o Options, now time.Time) (*Router, error) {
 		r.rnd = mrand.New(mrand.NewPCG(binary.LittleEndian.Uint64(seed[16:]), binary.LittleEndian.Uint64(seed[24:])))
 	}
 	r.rttHopRadio, r.rttHopFast = 8*time.Second, 300*time.Millisecond
-	r.pathTokens, r.pathReqAt = 1, now
+	r.pathTokens, r.nearTokens, r.pathReqAt = 1, 2, now
 	r.verifyTokens = float64(4 * o.VerifyPerSecond)
 	r.verifyKnown = float64(16 * o.VerifyPerSecond)
 	r.verifyAt = now

@@ -61,8 +61,9 @@ type Stats struct {
 
 	// Relayed counts envelopes forwarded for others (unicast and floods).
 	Relayed uint64
-	// Delivered counts messages handed to the application (first time).
-	Delivered uint64
+	// Delivered counts messages handed to the application (first time);
+	// DeliveredHops sums the relays their Data envelopes went through.
+	Delivered, DeliveredHops uint64
 	// Duplicates counts Data envelopes for us already delivered (re-acked).
 	Duplicates uint64
 	// Acked counts own messages acknowledged end to end; Expired those that
@@ -71,6 +72,16 @@ type Stats struct {
 	// HopRetries counts frames sent again to a neighbour (or another) when
 	// no passive hop acknowledgement was heard.
 	HopRetries uint64
+	// HopGiveUps counts frames whose passive acknowledgement never came
+	// and that were not sent again (tries exhausted, or no route).
+	HopGiveUps uint64
+	// Echoes counts duplicates sent back to a neighbour that missed us
+	// passing them on; AckReplays Acks a relay answered a Data envelope
+	// with because it had carried that Ack already.
+	Echoes, AckReplays uint64
+	// Loops counts unicast envelopes that came back after going further
+	// than this node sent them (the route taken is then forgotten).
+	Loops uint64
 	// PathRequests counts path requests originated; PathReplies those
 	// answered.
 	PathRequests, PathReplies uint64

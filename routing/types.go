@@ -72,6 +72,10 @@ type SendFrame struct {
 	Data     []byte
 	// Kind is the envelope kind, for the driver's counters.
 	Kind envelope.Kind
+	// NoAck: the router acknowledges this frame itself (it listens for the
+	// neighbour passing it on, see LinkInfo.Overhears), so the link need
+	// not: the driver sets transport.Frame.NoAck.
+	NoAck bool
 }
 
 // Deliver hands a received message to the application.

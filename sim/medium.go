@@ -17,11 +17,11 @@ import (
 
 // Overhearer is implemented by nodes that want to see unicast frames
 // addressed to other neighbours on a shared medium (passive hop
-// acknowledgement). The simulator calls Overhear only when the scenario sets
-// radio.overhear (Link.Overhears tells the node): meshd's LoRa link layer
-// (transport/lora/core) drops such frames today, so by default nobody
-// overhears. On meshd's link layer only complete one-fragment messages are
-// shown (their payload); on a raw link, the frame.
+// acknowledgement). On meshd's LoRa link layer the engine reports them
+// (complete one-fragment messages, their payload), as the LoRa transport
+// does for a daemon that turns overhearing on (transport.Overhearer),
+// unless the scenario sets radio.no_overhear; on a raw link (the frame)
+// only when the scenario sets radio.overhear. Link.Overhears tells the node.
 type Overhearer interface {
 	Overhear(now time.Time, l LinkID, to transport.Addr, data []byte, m transport.Meta, out *Out)
 }
@@ -217,6 +217,7 @@ func (s *Sim) newEngine(r *radioNode, boot int) error {
 		AirHeader:  s.rm.header,
 		Budget:     r.budget,
 		Rand:       mrand.New(mrand.NewSource(seed)),
+		Overhear:   s.nodes[r.idx].overhear,
 	})
 	if err != nil {
 		return fmt.Errorf("sim: node %d: LoRa link layer: %w", r.idx, err)
@@ -235,7 +236,7 @@ func (s *Sim) radioSend(n *simNode, sd *Send) {
 	prio := min(sd.Priority, transport.PriorityBackground)
 	t := tag{class: sd.Class, flow: sd.Flow}
 	if !r.raw {
-		err := r.eng.Enqueue(s.timeAt(s.now), sd.To, prio, sd.Data)
+		err := r.eng.EnqueueFrame(s.timeAt(s.now), transport.Frame{To: sd.To, Priority: prio, Data: sd.Data, NoAck: sd.NoAck})
 		switch {
 		case err == nil:
 			pl := r.eng.FragmentPayload(sd.To == transport.Broadcast)
@@ -294,12 +295,18 @@ func (s *Sim) pump(r *radioNode) {
 	}
 	nowT := s.timeAt(s.now)
 	for {
-		frame, _, ok := r.eng.Next(nowT)
+		frame, info, ok := r.eng.Next(nowT)
 		if !ok {
 			break
 		}
 		f := &txFrame{tag: s.frameTag(r, frame), data: bytes.Clone(frame),
 			ready: s.now + s.rm.txLatency, air: s.rm.airtime(len(frame))}
+		switch {
+		case info.Kind == core.KindSACK:
+			s.m.linkSACKByClass[f.tag.class]++
+		case info.Retransmission:
+			s.m.linkRetxByClass[f.tag.class]++
+		}
 		if p, err := core.Parse(frame, &core.Key{}); err == nil && p.Kind != core.KindBroadcast {
 			f.to = transport.Addr(p.Dst[:])
 		}
@@ -575,20 +582,14 @@ func (s *Sim) radioDeliver(m *simNode, from *radioNode, f *txFrame, meta transpo
 		return
 	}
 	nowT := s.timeAt(s.now)
-	if s.rm.overhear {
-		if _, yes := m.node.(Overhearer); yes && f.to != transport.Broadcast && f.to != rj.addr {
-			// A unicast frame for someone else: a complete one-fragment
-			// message can be shown to the node.
-			if p, err := core.Parse(f.data, &core.Key{}); err == nil && p.Kind == core.KindUnicast && p.Count == 1 {
-				meta.From = from.addr
-				s.rxbuf = append(s.rxbuf[:0], p.Payload...)
-				s.callOverhear(m, rj.link, f.to, s.rxbuf, meta)
-			}
-			return
-		}
-	}
 	for _, d := range rj.eng.Receive(nowT, f.data, meta) {
 		s.rxbuf = append(s.rxbuf[:0], d.Data...)
+		if d.Meta.Overheard {
+			// The engine reports overheard messages only to nodes that
+			// asked (Options.Overhear), which implement Overhearer.
+			s.callOverhear(m, rj.link, d.To, s.rxbuf, d.Meta)
+			continue
+		}
 		s.callReceive(m, rj.link, s.rxbuf, d.Meta)
 	}
 	s.pump(rj)

@@ -22,6 +22,10 @@ type counters struct {
 	ipByClass    [numClasses]uint64
 	unattributed [numClasses]int64 // data/ack airtime with no known message
 
+	// meshd's link layer: SACKs and retransmitted fragments by the class
+	// of the message they belong to.
+	linkSACKByClass, linkRetxByClass [numClasses]uint64
+
 	rxFrames       uint64
 	lostCollision  uint64
 	lostHalfDuplex uint64
@@ -86,29 +90,33 @@ type Result struct {
 	Traffic []TrafficResult `json:"traffic,omitempty"`
 
 	Radio struct {
-		FramesReceived      uint64  `json:"frames_received"`
-		LostCollision       uint64  `json:"lost_collision"`
-		LostHalfDuplex      uint64  `json:"lost_half_duplex"`
-		LostRandom          uint64  `json:"lost_random"`
-		CSMABackoffs        uint64  `json:"csma_backoffs"`
-		DutyCycleDeferred   uint64  `json:"duty_cycle_deferred"`
-		DutyCycleAudit      uint64  `json:"duty_cycle_audit_violations"`
-		QueueDrops          uint64  `json:"queue_drops"`
-		FramesTooLarge      uint64  `json:"frames_too_large"`
-		LinkQueueFull       uint64  `json:"link_queue_full"`
-		LinkErrors          uint64  `json:"link_errors"`
-		LinkRetransmissions uint64  `json:"link_retransmissions"`
-		LinkSACKs           uint64  `json:"link_sacks"`
-		LinkFailed          uint64  `json:"link_messages_failed"`
-		Modulation          string  `json:"modulation"`
-		SubBand             string  `json:"sub_band"`
-		DutyCycle           float64 `json:"duty_cycle"`
-		SensitivityDBm      float64 `json:"sensitivity_dbm"`
-		RangeM              float64 `json:"range_m"`
-		MeanDegree          float64 `json:"mean_degree"`
-		Diameter            int     `json:"diameter_hops"`
-		DataFrameAirtimeS   float64 `json:"data_frame_airtime_s"`
-		AckFrameAirtimeS    float64 `json:"ack_frame_airtime_s"`
+		FramesReceived      uint64 `json:"frames_received"`
+		LostCollision       uint64 `json:"lost_collision"`
+		LostHalfDuplex      uint64 `json:"lost_half_duplex"`
+		LostRandom          uint64 `json:"lost_random"`
+		CSMABackoffs        uint64 `json:"csma_backoffs"`
+		DutyCycleDeferred   uint64 `json:"duty_cycle_deferred"`
+		DutyCycleAudit      uint64 `json:"duty_cycle_audit_violations"`
+		QueueDrops          uint64 `json:"queue_drops"`
+		FramesTooLarge      uint64 `json:"frames_too_large"`
+		LinkQueueFull       uint64 `json:"link_queue_full"`
+		LinkErrors          uint64 `json:"link_errors"`
+		LinkRetransmissions uint64 `json:"link_retransmissions"`
+		LinkSACKs           uint64 `json:"link_sacks"`
+		LinkFailed          uint64 `json:"link_messages_failed"`
+		// By the class of the message a SACK acknowledges or a
+		// retransmitted fragment belongs to (meshd's link layer).
+		LinkSACKsByClass           map[string]uint64 `json:"link_sacks_by_class,omitempty"`
+		LinkRetransmissionsByClass map[string]uint64 `json:"link_retransmissions_by_class,omitempty"`
+		Modulation                 string            `json:"modulation"`
+		SubBand                    string            `json:"sub_band"`
+		DutyCycle                  float64           `json:"duty_cycle"`
+		SensitivityDBm             float64           `json:"sensitivity_dbm"`
+		RangeM                     float64           `json:"range_m"`
+		MeanDegree                 float64           `json:"mean_degree"`
+		Diameter                   int               `json:"diameter_hops"`
+		DataFrameAirtimeS          float64           `json:"data_frame_airtime_s"`
+		AckFrameAirtimeS           float64           `json:"ack_frame_airtime_s"`
 	} `json:"radio"`
 
 	Events struct {
@@ -356,6 +364,20 @@ func (s *Sim) result() *Result {
 			rd.LinkSACKs += st.SACKsSent
 			rd.LinkFailed += st.MessagesFailed
 			rd.DutyCycleDeferred += st.BudgetWaits
+		}
+	}
+	for c := Class(0); c < numClasses; c++ {
+		if v := s.m.linkSACKByClass[c]; v > 0 {
+			if rd.LinkSACKsByClass == nil {
+				rd.LinkSACKsByClass = map[string]uint64{}
+			}
+			rd.LinkSACKsByClass[c.String()] = v
+		}
+		if v := s.m.linkRetxByClass[c]; v > 0 {
+			if rd.LinkRetransmissionsByClass == nil {
+				rd.LinkRetransmissionsByClass = map[string]uint64{}
+			}
+			rd.LinkRetransmissionsByClass[c.String()] = v
 		}
 	}
 	rd.Modulation = s.rm.mod.String()

@@ -75,6 +75,9 @@ type Send struct {
 	Flow uint64
 	// Data is the frame. The simulator copies it before the call returns.
 	Data []byte
+	// NoAck is transport.Frame.NoAck: on meshd's LoRa link layer a
+	// one-fragment unicast message is sent once, without a SACK.
+	NoAck bool
 }
 
 // Deliver hands an application message to the node's user.
@@ -182,9 +185,11 @@ type Link struct {
 	// SymbolTime is the LoRa symbol time on a radio link; 0 on others.
 	SymbolTime time.Duration
 	// Overhears is true when the simulator will call Overhear (Overhearer)
-	// with unicast frames addressed to other neighbours on this link. It
-	// follows the scenario's radio.overhear, false by default because
-	// meshd's LoRa link layer drops such frames.
+	// with unicast frames addressed to other neighbours on this link: on
+	// meshd's LoRa link layer for nodes that implement Overhearer (as the
+	// LoRa transport reports them once the node turns overhearing on)
+	// unless the scenario sets radio.no_overhear; on a raw link when the
+	// scenario sets radio.overhear. Set before the node's first LinkUp.
 	Overhears bool
 }
 

@@ -59,7 +59,8 @@ type radioModel struct {
 	captureDB         float64
 	captureLin        float64 // 10^(captureDB/10)
 	csma              bool
-	overhear          bool
+	overhear          bool  // raw links: show overheard frames
+	noOverhear        bool  // meshd's link layer: never report overheard messages
 	slot              int64 // CSMA slot, ns
 	senseDelay        int64 // how long a frame is on air before carrier sense detects it, ns
 	cw                int   // CSMA contention window in slots
@@ -163,6 +164,7 @@ func newRadioModel(r RadioSpec) (*radioModel, error) {
 	m.captureLin = math.Pow(10, m.captureDB/10)
 	m.csma = !r.NoCSMA
 	m.overhear = r.Overhear
+	m.noOverhear = r.NoOverhear
 	// CSMA: a channel-activity check takes about two symbols on the SX127x
 	// (datasheet 4.1.6); a slot of four symbols leaves room for the RX-to-TX
 	// turnaround. The window of 16 slots spreads contenders.

@@ -57,6 +57,14 @@ func TestRouterScenarioFile(t *testing.T) {
 		sum.Relayed += s.Relayed
 		sum.Retries += s.Retries
 		sum.HopRetries += s.HopRetries
+		sum.HopGiveUps += s.HopGiveUps
+		sum.Delivered += s.Delivered
+		sum.DeliveredHops += s.DeliveredHops
+		sum.Acked += s.Acked
+		sum.Expired += s.Expired
+		sum.Echoes += s.Echoes
+		sum.AckReplays += s.AckReplays
+		sum.Loops += s.Loops
 		sum.Overheard += s.Overheard
 		sum.PathRequests += s.PathRequests
 		sum.PathReplies += s.PathReplies
@@ -71,6 +79,9 @@ func TestRouterScenarioFile(t *testing.T) {
 		sum.FramesOut, sum.FramesIn, sum.Overheard, sum.Relayed, sum.Retries, sum.HopRetries, sum.PathRequests, sum.PathReplies, sum.Verifications,
 		sum.Routes/max(1, len(nodes)), sum.Peers/max(1, len(nodes)), sum.Held, sum.Duplicates)
 	t.Logf("store commits per node: %d", sum.StoreCommits/uint64(max(1, len(nodes))))
+	t.Logf("delivered %d, mean relays per delivered Data %.2f (ideal path: %.2f radio hops), hop give-ups %d, acked %d, expired %d, echoes %d, ack replays %d, loops %d",
+		sum.Delivered, float64(sum.DeliveredHops)/float64(max(1, sum.Delivered))+1,
+		res.IdealAirtimePerDelivered/(res.Radio.DataFrameAirtimeS+res.Radio.AckFrameAirtimeS), sum.HopGiveUps, sum.Acked, sum.Expired, sum.Echoes, sum.AckReplays, sum.Loops)
 	for i, d := range sum.Drops {
 		if d > 0 {
 			t.Logf("drop %s: %d", routing.DropReason(i), d)

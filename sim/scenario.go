@@ -191,9 +191,16 @@ type RadioSpec struct {
 	// meshd's LoRa link layer get its MTU (it fragments).
 	MTU int `json:"mtu,omitempty"`
 	// Overhear hands unicast frames addressed to other neighbours to nodes
-	// that implement Overhearer (meshd's link layer drops them: off by
-	// default).
+	// that implement Overhearer on a raw link layer (a protocol that brings
+	// its own, RawRadio): off by default. On meshd's LoRa link layer the
+	// link reports them itself, as the LoRa transport does when the node
+	// turns overhearing on (transport.Overhearer): see NoOverhear.
 	Overhear bool `json:"overhear,omitempty"`
+	// NoOverhear keeps meshd's LoRa link layer from reporting overheard
+	// messages even to nodes that implement Overhearer: the link as a
+	// handler that never turns transport.Overhearer on sees it (the router
+	// then relies on the link's SACKs). Default false.
+	NoOverhear bool `json:"no_overhear,omitempty"`
 	// TxLatency is the time from a node's Send to the radio starting to
 	// consider it (serial link, firmware). Default 10ms.
 	TxLatency *Duration `json:"tx_latency,omitempty"`

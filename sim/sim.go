@@ -51,8 +51,10 @@ type simNode struct {
 	links  []linkRef
 	online bool
 	raw    bool // the protocol brings its own LoRa link layer
-	boots  int  // restarts so far
-	side   int
+	// overhear: the node is shown frames addressed to other neighbours.
+	overhear bool
+	boots    int // restarts so far
+	side     int
 
 	wakeAt  int64 // scheduled wake-up, -1 when none
 	wakeGen uint64
@@ -260,8 +262,7 @@ func (s *Sim) buildNodes() error {
 			radioLink = int(lid)
 			sn.links = append(sn.links, linkRef{radio: true})
 			links = append(links, Link{ID: lid, Info: s.loraInfo(i), Addr: sn.hint,
-				DutyCycle: s.rm.band.DutyCycle, Airtime: s.airtimeFunc(), SymbolTime: s.rm.mod.SymbolTime(),
-				Overhears: s.rm.overhear})
+				DutyCycle: s.rm.band.DutyCycle, Airtime: s.airtimeFunc(), SymbolTime: s.rm.mod.SymbolTime()})
 		}
 		for _, l := range s.ip {
 			if int(l.a) != i && int(l.b) != i {
@@ -301,6 +302,11 @@ func (s *Sim) buildNodes() error {
 			if sn.raw {
 				links[radioLink].Info.MTU = s.rm.mtu
 			}
+			// The node sees the slice it was given: Overhears is final
+			// before its first LinkUp.
+			_, over := node.(Overhearer)
+			sn.overhear = over && ((sn.raw && s.rm.overhear) || (!sn.raw && !s.rm.noOverhear))
+			links[radioLink].Overhears = sn.overhear
 			r, err := newRadioNode(s, i, LinkID(radioLink), sn.hint, sn.raw)
 			if err != nil {
 				return err

@@ -421,11 +421,20 @@ func (p *overProbe) Overhear(now time.Time, l LinkID, to transport.Addr, data []
 	p.over = append(p.over, string(data))
 }
 
+// TestOverhear: on meshd's link layer a node that implements Overhearer
+// is shown one-fragment messages for others unless radio.no_overhear (as
+// the LoRa transport once the daemon turns overhearing on); on a raw link
+// only with radio.overhear.
 func TestOverhear(t *testing.T) {
 	for _, raw := range []bool{false, true} {
 		for _, on := range []bool{false, true} {
 			sc := &Scenario{Name: "over", Seed: 1, Duration: Duration(time.Minute)}
-			sc.Radio.PathLoss.NoShadow, sc.Radio.PathLoss.NoFading, sc.Radio.Overhear = true, true, on
+			sc.Radio.PathLoss.NoShadow, sc.Radio.PathLoss.NoFading = true, true
+			if raw {
+				sc.Radio.Overhear = on
+			} else {
+				sc.Radio.NoOverhear = !on
+			}
 			sc.Groups = []GroupSpec{{Count: 3, Layout: LayoutSpec{Kind: "positions", Positions: [][2]float64{{0, 0}, {500, 0}, {0, 500}}}}}
 			var nodes []*overProbe
 			s, err := newSim(sc, "probe", func(env Env) (Node, error) {
