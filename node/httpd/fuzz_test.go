@@ -5,12 +5,14 @@ import (
 	"bytes"
 	"errors"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httputil"
 	"net/url"
 	"slices"
 	"strings"
 	"testing"
+	"time"
 )
 
 // Fuzz targets: each bounds its input, never panics, and checks the
@@ -279,6 +281,83 @@ func FuzzPattern(f *testing.F) {
 		})
 		if ourConflict != stdConflict {
 			t.Fatalf("pattern %q: conflict %v, net/http %v", s, ourConflict, stdConflict)
+		}
+	})
+}
+
+// FuzzServe drives a whole server connection with the input as the
+// client's bytes: no panic, no hang, and what the server answers parses
+// with net/http's response reader.
+func FuzzServe(f *testing.F) {
+	for _, s := range requestSeeds {
+		f.Add([]byte(s))
+	}
+	f.Add([]byte("GET /stream HTTP/1.1\r\nHost: a\r\n\r\nHEAD /stream HTTP/1.1\r\nHost: a\r\n\r\nPOST /echo HTTP/1.1\r\nHost: a\r\nExpect: 100-continue\r\nContent-Length: 2\r\n\r\nhi"))
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		f.Fatal(err)
+	}
+	srv := &Server{Handler: testMux(), ReadHeaderTimeout: 2 * time.Second, ReadTimeout: 2 * time.Second, WriteTimeout: 2 * time.Second}
+	go srv.Serve(ln)
+	f.Cleanup(func() { srv.Close() })
+	f.Fuzz(func(t *testing.T, data []byte) {
+		if len(data) > 8<<10 || bytes.Contains(data, []byte("/panic")) {
+			return
+		}
+		c, err := net.Dial("tcp", ln.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		_ = c.SetDeadline(time.Now().Add(10 * time.Second))
+		go func() {
+			_, _ = c.Write(data)
+			_ = c.(*net.TCPConn).CloseWrite()
+		}()
+		out, err := io.ReadAll(c)
+		if err != nil && !isReset(err) {
+			t.Fatalf("reading the answer: %v", err)
+		}
+		// The methods of the requests, to know which answers have no body.
+		var methods []string
+		rbr := bufio.NewReader(bytes.NewReader(data))
+		for {
+			r, fr, err := readRequest(rbr, requestLimits{maxHeaderBytes: DefaultMaxHeaderBytes})
+			if err != nil {
+				break
+			}
+			methods = append(methods, r.Method)
+			if fr.chunked {
+				_, err = io.Copy(io.Discard, newChunkedReader(rbr))
+			} else {
+				_, err = io.CopyN(io.Discard, rbr, fr.length)
+			}
+			if err != nil {
+				break
+			}
+		}
+		br := bufio.NewReader(bytes.NewReader(out))
+		for i := 0; ; {
+			if _, err := br.Peek(1); err == io.EOF {
+				return
+			}
+			method := "GET"
+			if i < len(methods) {
+				method = methods[i]
+			}
+			resp, err := http.ReadResponse(br, &http.Request{Method: method})
+			if err != nil {
+				if strings.Contains(string(out), "partial") {
+					return // the panic-late handler's cut response
+				}
+				t.Fatalf("unparseable answer %v: %q", err, out)
+			}
+			if _, err := io.ReadAll(resp.Body); err != nil {
+				return // a response cut by an error (the connection closes)
+			}
+			if resp.StatusCode != 100 {
+				i++
+			}
 		}
 	})
 }
