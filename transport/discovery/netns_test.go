@@ -56,6 +56,8 @@ type nodeEvent struct {
 	Suppressed    uint64 `json:"suppressed,omitempty"`
 	Goodbyes      uint64 `json:"goodbyes,omitempty"`
 	Dials         uint64 `json:"dials,omitempty"`
+	Malformed     uint64 `json:"malformed,omitempty"`
+	Ignored       uint64 `json:"ignored,omitempty"`
 }
 
 func TestNetns(t *testing.T) {
@@ -371,7 +373,8 @@ func TestNetnsNode(t *testing.T) {
 
 func statsEvent(st Stats) nodeEvent {
 	return nodeEvent{Ev: "stats", OffLink: st.OffLink, Heard: st.Heard, Announcements: st.Announcements,
-		Answers: st.Answers, Suppressed: st.Suppressed, Goodbyes: st.Goodbyes, Dials: st.Dials}
+		Answers: st.Answers, Suppressed: st.Suppressed, Goodbyes: st.Goodbyes, Dials: st.Dials,
+		Malformed: st.Malformed, Ignored: st.Ignored}
 }
 
 type nodeHandler struct {

@@ -379,7 +379,8 @@ func (r *run) read(fam int, c *net.UDPConn) {
 			r.d.count(&r.d.stats.Malformed)
 			continue
 		}
-		p := packet{fam: fam, ifindex: arrival(fam, oob[:oobn]), src: src, data: append([]byte(nil), buf[:n]...)}
+		ifindex, _ := arrival(fam, oob[:oobn])
+		p := packet{fam: fam, ifindex: ifindex, src: src, data: append([]byte(nil), buf[:n]...)}
 		select {
 		case r.pkts <- p:
 		case <-r.stop:
@@ -412,6 +413,9 @@ func (r *run) packet(p packet, now time.Time) {
 	st := r.ifs[p.ifindex]
 	if st == nil || !st.fams[p.fam].joined || !st.onLink(p.src.Addr()) {
 		d.count(&d.stats.Ignored)
+		if r.logs.ok("ignored", time.Minute, now) {
+			d.log.Debug("discovery: ignoring a datagram from another interface or from off the link (logged once a minute)", "ifindex", p.ifindex, "from", p.src.String())
+		}
 		return
 	}
 	m, err := mdns.Parse(p.data)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/binary"
 	"net"
+	"net/netip"
 	"strconv"
 	"syscall"
 	"unsafe"
@@ -124,22 +125,25 @@ func pktinfo(fam, ifindex int) []byte {
 	return b
 }
 
-// arrival returns the interface a datagram came in on, from its control
-// messages; 0 when they do not say.
-func arrival(fam int, oob []byte) int {
+// arrival returns the interface a datagram came in on and the address it
+// was sent to, from its control messages; 0 and the zero Addr when they do
+// not say.
+func arrival(fam int, oob []byte) (int, netip.Addr) {
 	msgs, err := syscall.ParseSocketControlMessage(oob)
 	if err != nil {
-		return 0
+		return 0, netip.Addr{}
 	}
 	for _, m := range msgs {
 		switch {
 		case fam == v4 && m.Header.Level == syscall.IPPROTO_IP && m.Header.Type == syscall.IP_PKTINFO && len(m.Data) >= 12:
-			return int(binary.NativeEndian.Uint32(m.Data[0:]))
+			// struct in_pktinfo: ifindex, local address, header destination
+			return int(binary.NativeEndian.Uint32(m.Data[0:])), netip.AddrFrom4([4]byte(m.Data[8:12]))
 		case fam == v6 && m.Header.Level == syscall.IPPROTO_IPV6 && m.Header.Type == syscall.IPV6_PKTINFO && len(m.Data) >= 20:
-			return int(binary.NativeEndian.Uint32(m.Data[16:]))
+			// struct in6_pktinfo: destination address, ifindex
+			return int(binary.NativeEndian.Uint32(m.Data[16:])), netip.AddrFrom16([16]byte(m.Data[0:16]))
 		}
 	}
-	return 0
+	return 0, netip.Addr{}
 }
 
 // truncated reports whether recvmsg's flags say the datagram was cut.

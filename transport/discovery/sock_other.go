@@ -5,6 +5,7 @@ package discovery
 import (
 	"errors"
 	"net"
+	"net/netip"
 )
 
 // Discovery needs to know which interface each datagram came in on and to
@@ -19,6 +20,6 @@ func membership(c *net.UDPConn, fam, ifindex int, join bool) error { return errU
 
 func pktinfo(fam, ifindex int) []byte { return nil }
 
-func arrival(fam int, oob []byte) int { return 0 }
+func arrival(fam int, oob []byte) (int, netip.Addr) { return 0, netip.Addr{} }
 
 func truncated(flags int) bool { return false }
