@@ -5,9 +5,12 @@ import (
 	"encoding/hex"
 	"errors"
 	"net/netip"
+	"os"
+	"path/filepath"
 	"reflect"
 	"strings"
 	"testing"
+	"time"
 )
 
 func mustName(t testing.TB, s string) Name {
@@ -336,5 +339,57 @@ func TestQueryKnownAnswers(t *testing.T) {
 	b, _ = Query(svc, known[:3])
 	if m, _ := Parse(b); len(m.Answers) != 3 {
 		t.Fatalf("3 known answers: %d sent", len(m.Answers))
+	}
+}
+
+func readVector(t *testing.T, name string) *Message {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join("testdata", name))
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := Parse(decodeHex(t, strings.TrimSpace(string(b))))
+	if err != nil {
+		t.Fatalf("%s: %v", name, err)
+	}
+	return m
+}
+
+// Datagrams avahi 0.8 sent in TestAvahiInterop (MESHD_CAPTURE_AVAHI=1):
+// its answer to our PTR query for an instance published with
+// avahi-publish (every record in the answer section), and its own query
+// while avahi-browse ran, listing a meshd node's instance and its own as
+// known answers.
+func TestAvahiVectors(t *testing.T) {
+	svc := mustName(t, "_meshd._tcp.local")
+	resp := readVector(t, "avahi-response.hex")
+	ins := Instances(resp, svc)
+	if len(ins) != 1 {
+		t.Fatalf("%d instances in avahi's response", len(ins))
+	}
+	in := ins[0]
+	if first, _ := in.Name.First(); first != "avahi-published" || in.Port != 4243 || in.TTL != OtherTTL ||
+		!reflect.DeepEqual(in.Text, []string{"v=1", "addr=0123456789abcdef0123456789abcdef"}) || len(in.Addrs) != 2 {
+		t.Fatalf("avahi's instance %+v", in)
+	}
+	for _, a := range in.Addrs {
+		if !a.IsLinkLocalUnicast() && !a.Is4() {
+			t.Errorf("address %v", a)
+		}
+	}
+
+	q := readVector(t, "avahi-query.hex")
+	if q.Response() || len(q.Questions) != 1 || !q.Questions[0].Name.Equal(svc) || len(q.Answers) != 2 {
+		t.Fatalf("avahi's query %+v", q)
+	}
+	// The meshd instance it lists is not answered again; another is.
+	listed := testService()
+	listed.Instance = "meshd-84b27f529beea37c-075f-2"
+	t0 := time.Unix(1e9, 0)
+	if rep := newTestResponder(t, listed).Answer(q, Port, t0); rep.Answers != 0 || rep.Suppressed != SetPTR {
+		t.Errorf("the listed instance answers %+v", rep)
+	}
+	if rep := newTestResponder(t, testService()).Answer(q, Port, t0); rep.Answers != SetPTR {
+		t.Errorf("another instance answers %+v", rep)
 	}
 }
