@@ -91,6 +91,17 @@ type Options struct {
 	// ReplyPayload bounds one reply's payload in bytes. Zero: 480 (two
 	// typical announces; a LoRa link fragments it).
 	ReplyPayload int
+	// AnswerSpread: answers to a query go out at a random instant within
+	// this long after it arrived, so that the neighbours of a patient,
+	// which all answer its query, do not transmit at once (on LoRa they
+	// would collide at the patient's radio). Zero: at once (IP links).
+	// The node sets it when it has a radio (fapp.answer_spread).
+	AnswerSpread time.Duration
+	// AnswerFanout is how many of a querier's neighbours should answer: a
+	// node with matches answers with probability AnswerFanout/n, n being
+	// its neighbours on the query's link (SetNeighbours), and does not
+	// relay the query either way. Zero: 10.
+	AnswerFanout int
 
 	// AnnounceBudget is the largest own announce in bytes; slots beyond it
 	// go to further pages (fapp.announce_budget). Zero:
@@ -101,6 +112,11 @@ type Options struct {
 	AnnounceTTL uint8
 	// QueryTTL scopes a network search (hops). Zero: 6.
 	QueryTTL uint8
+	// QueryRepeat: a network search's query goes out once more between
+	// half and one and a half of this after the first (on LoRa the one
+	// copy may be lost at most neighbours; those that got it ignore the
+	// second). Zero: 10 seconds. Negative: never.
+	QueryRepeat time.Duration
 	// AnonTTL is the hop limit of reservations and replies. Zero: 32.
 	AnonTTL uint8
 
@@ -134,7 +150,8 @@ type Options struct {
 	// lays fresh breadcrumbs for the answer (relays keep them 15 minutes),
 	// and the therapist re-sends a decision on the newest token, so a
 	// decision made by hand reaches the patient at the latest one resend
-	// interval later. Zero: 15 minutes.
+	// interval later. Zero: 2 minutes (a lossy LoRa path loses an attempt
+	// now and then; meshsim's fapp-200 measures the effect, docs/fapp.md).
 	ReservationRetry time.Duration
 	// ReservationRetryMax caps the resend interval. Zero: 2h (about 40
 	// resends of ~130 bytes over a 72h timeout).
@@ -183,6 +200,10 @@ func (o Options) withDefaults() Options {
 	def(&o.MaxNeighbours, 256)
 	def(&o.RepliesPerQuery, 2)
 	def(&o.ReplyPayload, 480)
+	def(&o.AnswerFanout, 10)
+	if o.QueryRepeat == 0 {
+		o.QueryRepeat = 10 * time.Second
+	}
 	o.ReplyPayload = max(o.ReplyPayload, 2+recordOverhead+MaxBody)
 	def(&o.AnnounceBudget, DefaultAnnounceBudget)
 	o.AnnounceBudget = min(o.AnnounceBudget, MaxAnnounceSize)
@@ -200,7 +221,7 @@ func (o Options) withDefaults() Options {
 	dur(&o.RequestRetention, 14*24*time.Hour)
 	dur(&o.SearchLifetime, 2*time.Minute)
 	def(&o.MaxSearches, 4)
-	dur(&o.ReservationRetry, 15*time.Minute)
+	dur(&o.ReservationRetry, 2*time.Minute)
 	dur(&o.ReservationRetryMax, 2*time.Hour)
 	def(&o.MaxReservations, 32)
 	return o
@@ -300,6 +321,7 @@ type Stats struct {
 	Rejected map[string]uint64
 
 	QueriesAnswered uint64
+	QueriesLeft     uint64 // queries with matches left to other neighbours (AnswerFanout)
 	RepliesSent     uint64 // anon-reply envelopes with search results
 	RecordsSent     uint64 // announces in them
 
@@ -335,6 +357,9 @@ type Core struct {
 	nextID   SearchID
 	res      map[RequestID]*pendingRes
 	resByTok map[envelope.Token]RequestID
+	delayed  []delayedReply // answers waiting for their instant (AnswerSpread)
+	// neighbours on the link of the query being handled (SetNeighbours).
+	neighbours int
 
 	actions []Action
 	dirty   bool
@@ -549,6 +574,7 @@ func (c *Core) Tick(now time.Time) {
 	c.tickTherapist(now)
 	c.tickSearches(now)
 	c.tickReservations(now)
+	c.tickReplies(now)
 }
 
 // NextWake returns when Tick should next run (zero: nothing scheduled). The
@@ -563,6 +589,10 @@ func (c *Core) NextWake() time.Time {
 	c.wakeTherapist(at)
 	for _, s := range c.searches {
 		at(s.expires)
+		at(s.repeat)
+	}
+	for _, d := range c.delayed {
+		at(d.due)
 	}
 	for _, r := range c.res {
 		if r.Outcome == Pending {

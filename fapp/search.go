@@ -23,6 +23,10 @@ type search struct {
 	filter  Filter // the full local filter: answers are filtered again with it
 	expires time.Time
 	results map[SlotRef]Result
+	// repeat is when the query goes out once more (zero: done); raw is
+	// the query envelope.
+	repeat time.Time
+	raw    []byte
 }
 
 // SearchDraft is a network search being prepared: its query is built but
@@ -134,6 +138,12 @@ func (c *Core) StartSearch(now time.Time, d *SearchDraft) (SearchID, []Result, e
 	}
 	c.searches[s.token] = s
 	c.stats.NetworkSearches++
+	if c.o.QueryRepeat > 0 {
+		// Half to one and a half QueryRepeat later, so that the patients'
+		// neighbours that repeat too do not do so in step.
+		s.repeat = now.Add(c.o.QueryRepeat/2 + time.Duration(c.randN(uint64(c.o.QueryRepeat))))
+		s.raw = raw
+	}
 	c.emit(&Originate{Kind: envelope.KindQuery, Raw: raw})
 	return s.id, local, nil
 }
@@ -181,11 +191,21 @@ func sortResults(rs []Result) {
 }
 
 func (c *Core) tickSearches(now time.Time) {
-	var done []*search
+	var done, again []*search
 	for _, s := range c.searches {
 		if !now.Before(s.expires) {
 			done = append(done, s)
+		} else if !s.repeat.IsZero() && !now.Before(s.repeat) {
+			again = append(again, s)
 		}
+	}
+	// The query once more: on a shared medium the first copy may have been
+	// lost at most neighbours; those that got it drop the copy (the
+	// router's duplicate check, and the core's token replay set).
+	slices.SortFunc(again, func(a, b *search) int { return cmp.Compare(a.id, b.id) })
+	for _, s := range again {
+		s.repeat = time.Time{}
+		c.emit(&Originate{Kind: envelope.KindQuery, Raw: s.raw})
 	}
 	slices.SortFunc(done, func(a, b *search) int { return cmp.Compare(a.id, b.id) })
 	for _, s := range done {
@@ -284,16 +304,29 @@ func (c *Core) onQuery(now time.Time, from Neighbour, raw []byte) (Verdict, erro
 		return Drop, c.reject(now, fmt.Errorf("%w: neighbour %q", ErrRateLimited, from))
 	}
 	c.seenQueries.add(q.Token, now.Add(c.o.QueryMaxAge+c.o.ClockSkew))
-	n := c.answer(now, &q)
-	if n >= q.Filter.Limit {
+	// A node with matches does not relay: the announce floods replicate
+	// caches, so the nodes behind it would send the same announces again
+	// (measured in meshsim's fapp-200: every node in the query's scope
+	// answering cost over 100 KB on air per search). Only nodes without a
+	// match (or over their answer limit) pass the query on: a ring that
+	// expands until it finds answers.
+	if c.answer(now, &q) {
 		return Keep, nil
 	}
 	return Relay, nil
 }
 
-// answer replies to q from the cache and returns how many announces it
-// sent.
-func (c *Core) answer(now time.Time, q *Query) int {
+// SetNeighbours tells the core how many neighbours this node hears on the
+// link a query arrives on (its radio neighbours on a LoRa link, 1 on a
+// point-to-point link), before OnFlood. The answer fan-out uses it
+// (Options.AnswerFanout). Zero: unknown; every node with matches answers.
+func (c *Core) SetNeighbours(n int) { c.neighbours = max(0, n) }
+
+// answer replies to q from the cache. It reports whether the query is
+// dealt with here: answered, or left to the other neighbours of the
+// querier (the fan-out); false when nothing matched or the answer limit
+// was reached.
+func (c *Core) answer(now time.Time, q *Query) bool {
 	type page struct {
 		e        *entry
 		first    time.Time
@@ -312,24 +345,40 @@ func (c *Core) answer(now time.Time, q *Query) int {
 		pages = append(pages, page{e: e, first: s.Start, verified: c.cache.verifiedOf(e, now)})
 	})
 	if len(pages) == 0 {
-		return 0
+		return false
+	}
+	// Fan-out: the querier's neighbours all hold about the same cache, and
+	// on a shared medium their answers compete for its one radio (in
+	// fapp-200 a patient with 34 neighbours got under a third of their
+	// answers). Each answers with probability AnswerFanout/neighbours, so
+	// about AnswerFanout answers come, whatever the density; in random
+	// orders (below) they carry different pages.
+	if k := c.o.AnswerFanout; c.neighbours > k && c.randN(uint64(c.neighbours)) >= uint64(k) {
+		c.stats.QueriesLeft++
+		return true
 	}
 	if !c.answerLimit.allow(struct{}{}, now) {
 		c.reject(now, fmt.Errorf("%w: answers", ErrRateLimited))
-		return 0
+		return false
 	}
-	// Verified first, then the soonest slot, then admission order.
+	// Verified first; within each class a random order. Every neighbour of
+	// the patient answers from a cache much like its own, so answers in a
+	// fixed order (say, soonest slot first) would all carry the same few
+	// pages when more match than one answer holds; in random orders the
+	// answers together carry them all (measured in meshsim's fapp-200).
+	slices.SortStableFunc(pages, func(a, b page) int { return cmp.Compare(a.e.order, b.e.order) })
+	for i := len(pages) - 1; i > 0; i-- {
+		j := int(c.randN(uint64(i + 1)))
+		pages[i], pages[j] = pages[j], pages[i]
+	}
 	slices.SortStableFunc(pages, func(a, b page) int {
-		if a.verified != b.verified {
-			if a.verified {
-				return -1
-			}
-			return 1
+		switch {
+		case a.verified == b.verified:
+			return 0
+		case a.verified:
+			return -1
 		}
-		if c := a.first.Compare(b.first); c != 0 {
-			return c
-		}
-		return cmp.Compare(a.e.order, b.e.order)
+		return 1
 	})
 	limit := min(q.Filter.Limit, c.o.RepliesPerQuery*MaxReplyRecords)
 	if len(pages) > limit {
@@ -348,7 +397,7 @@ func (c *Core) answer(now time.Time, q *Query) int {
 			var raw []byte
 			raw, err = envelope.SealAnonReply(c.o.Entropy, to, payload, Port, c.o.AnonTTL)
 			if err == nil {
-				c.emit(&SendReply{Token: q.Token, Raw: raw})
+				c.sendReply(now, &SendReply{Token: q.Token, Raw: raw})
 				replies++
 				sent += len(batch)
 				c.stats.RepliesSent++
@@ -380,7 +429,54 @@ func (c *Core) answer(now time.Time, q *Query) int {
 	if sent > 0 {
 		c.stats.QueriesAnswered++
 	}
-	return sent
+	return sent > 0
+}
+
+// maxDelayedReplies bounds the answers waiting for their instant
+// (Options.AnswerSpread).
+const maxDelayedReplies = 256
+
+type delayedReply struct {
+	due time.Time
+	r   *SendReply
+}
+
+// sendReply emits an answer to a query now, or at a random instant within
+// AnswerSpread.
+func (c *Core) sendReply(now time.Time, r *SendReply) {
+	if c.o.AnswerSpread <= 0 {
+		c.emit(r)
+		return
+	}
+	if len(c.delayed) >= maxDelayedReplies {
+		c.reject(now, fmt.Errorf("%w: %d answers waiting", ErrRateLimited, len(c.delayed)))
+		return
+	}
+	due := now.Add(time.Duration(c.randN(uint64(c.o.AnswerSpread))))
+	c.delayed = append(c.delayed, delayedReply{due: due, r: r})
+}
+
+// tickReplies emits the answers that are due.
+func (c *Core) tickReplies(now time.Time) {
+	keep := c.delayed[:0]
+	for _, d := range c.delayed {
+		if now.Before(d.due) {
+			keep = append(keep, d)
+			continue
+		}
+		c.emit(d.r)
+	}
+	clear(c.delayed[len(keep):])
+	c.delayed = keep
+}
+
+// randN returns a uniform number below n (n > 0) from the entropy source.
+func (c *Core) randN(n uint64) uint64 {
+	var b [8]byte
+	if c.random(b[:]) != nil || n == 0 {
+		return 0
+	}
+	return binary.BigEndian.Uint64(b[:]) % n
 }
 
 // OwnsToken reports whether token is one this core is waiting on: a
