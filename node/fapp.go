@@ -104,8 +104,15 @@ func validateFAPP(c *Config, bad func(key, format string, args ...any) error) er
 	if f.PublishDelay <= 0 || f.PublishDelay > time.Hour {
 		return bad("fapp.publish_delay", "%s is not in (0, 1h]", f.PublishDelay)
 	}
+	if f.AnswerSpread < 0 || f.AnswerSpread > 2*time.Minute {
+		return bad("fapp.answer_spread", "%s is not in 0..2m", f.AnswerSpread)
+	}
 	return nil
 }
+
+// radioAnswerSpread is fapp.answer_spread's automatic value on a node with
+// a LoRa radio (meshsim's fapp-200 measured it; docs/fapp.md).
+const radioAnswerSpread = 20 * time.Second
 
 // parseAnchors reads fapp.anchors: "KEY NAME" each, KEY 64 hex digits.
 func parseAnchors(list []string) ([]fapp.Anchor, error) {
@@ -253,6 +260,10 @@ func (a *fappApp) options() fapp.Options {
 		AnnounceLifetime: c.AnnounceLifetime,
 		PublishDelay:     c.PublishDelay,
 		AutoConfirm:      c.AutoConfirm,
+		AnswerSpread:     c.AnswerSpread,
+	}
+	if o.AnswerSpread == 0 && a.n.cfg.LoRa.Device != "" {
+		o.AnswerSpread = radioAnswerSpread
 	}
 	// Only a node that may act as a therapist hands the core its identity:
 	// a patient's or relay's core cannot sign an announce at all.
@@ -289,6 +300,9 @@ func (a *fappApp) Filter(now time.Time, e *envelope.Envelope, link routing.LinkI
 	if e.Topic != fapp.Topic || (e.Kind != envelope.KindFlood && e.Kind != envelope.KindQuery) || a.core == nil {
 		return 0, false
 	}
+	if e.Kind == envelope.KindQuery {
+		a.core.SetNeighbours(a.neighbourCount(now, link))
+	}
 	v, err := a.core.OnFlood(now, a.neighbour(link, from), e.Raw())
 	if acts := a.core.Actions(); len(acts) > 0 {
 		if len(a.pending) == 0 {
@@ -314,6 +328,18 @@ func (a *fappApp) neighbour(link routing.LinkID, from string) fapp.Neighbour {
 		return fapp.Neighbour("peer:" + ls.info.Peer.String())
 	}
 	return fapp.Neighbour(string(link) + "|" + hex.EncodeToString([]byte(from)))
+}
+
+// neighbourCount is how many neighbours this node heard on link in the
+// last hour (1 on a point-to-point link): the core's answer fan-out.
+func (a *fappApp) neighbourCount(now time.Time, link routing.LinkID) int {
+	k := 0
+	for _, nb := range a.n.router.Neighbours() {
+		if nb.Link == link && now.Sub(nb.LastHeard) < time.Hour {
+			k++
+		}
+	}
+	return k
 }
 
 // Flood: the core saw topic-1 envelopes in the filter already; what it
@@ -648,6 +674,7 @@ type FAPPStatsView struct {
 	Expired          uint64            `json:"expired"`
 	Rejected         map[string]uint64 `json:"rejected"`
 	QueriesAnswered  uint64            `json:"queries_answered"`
+	QueriesLeft      uint64            `json:"queries_left_to_others"`
 	RepliesSent      uint64            `json:"replies_sent"`
 	RecordsSent      uint64            `json:"records_sent"`
 	LocalSearches    uint64            `json:"local_searches"`
@@ -1419,7 +1446,7 @@ func (a *fappApp) apiStats(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, http.StatusOK, FAPPStatsView{Role: a.role, CacheTherapists: s.CacheTherapists, CachePages: s.CachePages, CacheBytes: s.CacheBytes,
-		Accepted: s.Accepted, Evicted: s.Evicted, Expired: s.Expired, Rejected: s.Rejected, QueriesAnswered: s.QueriesAnswered,
+		Accepted: s.Accepted, Evicted: s.Evicted, Expired: s.Expired, Rejected: s.Rejected, QueriesAnswered: s.QueriesAnswered, QueriesLeft: s.QueriesLeft,
 		RepliesSent: s.RepliesSent, RecordsSent: s.RecordsSent, LocalSearches: s.LocalSearches, NetworkSearches: s.NetworkSearches,
 		ResultsReceived: s.ResultsReceived, Published: s.Published, RequestsReceived: s.RequestsReceived, Confirmed: s.Confirmed,
 		Declined: s.Declined, AnswersSent: s.AnswersSent, ReservationsSent: s.ReservationsSent, ReservationRetry: s.ReservationRetry,

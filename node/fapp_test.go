@@ -49,6 +49,7 @@ func TestFAPPConfigValidate(t *testing.T) {
 		{"budget large", func(c *Config) { c.FAPP.AnnounceBudget = 255 }, "fapp.announce_budget"},
 		{"lifetime", func(c *Config) { c.FAPP.AnnounceLifetime = 8 * 24 * time.Hour }, "fapp.announce_lifetime"},
 		{"publish delay", func(c *Config) { c.FAPP.PublishDelay = 0 }, "fapp.publish_delay"},
+		{"answer spread", func(c *Config) { c.FAPP.AnswerSpread = -time.Second }, "fapp.answer_spread"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -112,6 +112,7 @@ type Config struct {
 		AnnounceLifetime time.Duration `key:"announce_lifetime" doc:"How long this therapist's announces live (at most 7 days); they are refreshed at half of it."`
 		PublishDelay     time.Duration `key:"publish_delay" doc:"Slot and profile changes within this delay go out in one announce."`
 		AutoConfirm      bool          `key:"auto_confirm" doc:"Therapist: confirm the first valid reservation of a free slot at once instead of waiting for meshd fapp confirm."`
+		AnswerSpread     time.Duration `key:"answer_spread" doc:"Answers to others' network searches go out at a random instant within this long, so that a patient's neighbours do not all transmit at once. 0: 20s when a LoRa radio is configured (lora.device), else at once."`
 	} `key:"fapp"`
 }
 
