@@ -217,6 +217,7 @@ func (r *FAPPResult) Metrics() map[string]float64 {
 		"bytes_per_network_search":     r.BytesPerNetworkSearch,
 		"airtime_per_network_search_s": r.AirtimePerNetworkSearchS,
 		"reservation_success_ratio":    r.Reservations.SuccessRatio,
+		"reservations_confirmed":       float64(r.Reservations.Confirmed),
 		"reservations_pending":         float64(r.Reservations.Pending),
 		"race_double_confirmed":        float64(r.Reservations.RaceDouble),
 		"race_unresolved":              float64(r.Reservations.Races - r.Reservations.RaceOK - r.Reservations.RaceDouble),
@@ -555,6 +556,13 @@ func (n *fappNode) Receive(now time.Time, l LinkID, data []byte, m transport.Met
 	n.flush(now, out)
 }
 
+// Overhear implements Overhearer, as the router adapter does: frames for
+// other neighbours are the router's passive hop acknowledgements.
+func (n *fappNode) Overhear(now time.Time, l LinkID, to transport.Addr, data []byte, m transport.Meta, out *Out) {
+	n.r.Overhear(now, linkName(l), data, m)
+	n.flush(now, out)
+}
+
 func (n *fappNode) Timer(now time.Time, out *Out) {
 	n.r.Tick(now)
 	if w := n.core.NextWake(); !w.IsZero() && !now.Before(w) {
@@ -685,7 +693,7 @@ func (n *fappNode) flush(now time.Time, out *Out) {
 			case *routing.SendFrame:
 				n.h.account(a.Data, a.To)
 				cl, flow := frameLabel(a.Data)
-				out.Send(Send{Link: n.links[a.Link], To: a.To, Priority: a.Priority, Class: cl, Flow: flow, Data: a.Data})
+				out.Send(Send{Link: n.links[a.Link], To: a.To, Priority: a.Priority, Class: cl, Flow: flow, Data: a.Data, NoAck: a.NoAck})
 			case *routing.Deliver:
 				if a.Anonymous {
 					if a.Port == fapp.Port {
