@@ -132,11 +132,11 @@ type Stats struct {
 	DialErrors  uint64
 
 	Answers       uint64 // responses sent to queries (multicast or unicast)
-	Suppressed    uint64 // queries (or parts) not answered: the querier listed the answer as known
+	Suppressed    uint64 // queries from other hosts (or parts) not answered: the querier listed the answer as known
 	Announcements uint64 // unsolicited announcements sent (per interface and IP version)
 	Goodbyes      uint64 // goodbyes (TTL 0) heard for instances of the service
 	Malformed     uint64 // datagrams that did not decode
-	Ignored       uint64 // datagrams from off-link sources, other interfaces, or dropped when busy
+	Ignored       uint64 // datagrams from off-link sources or other interfaces, dropped when busy, replies over the unicast rate limit
 }
 
 // Discovery advertises this node and dials the nodes it hears.

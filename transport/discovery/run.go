@@ -23,6 +23,7 @@ const (
 	maxCache     = 256 // instances remembered for known answers
 	maxAdvertise = 8   // addresses advertised per IP version
 	queueLen     = 64  // datagrams waiting for the loop
+	maxUnicast   = 20  // replies to single queriers per second, interface and IP version
 )
 
 // run is the state of one Run call, owned by its goroutine except where
@@ -69,6 +70,9 @@ type famState struct {
 	pending    mdns.Set        // groups to multicast at pendingAt
 	pendingAt  time.Time
 	announceAt time.Time // the second announcement; zero: none due
+
+	unicastSince time.Time // start of the current second of unicast replies
+	unicastSent  int       // replies sent to single queriers in it
 }
 
 type cacheEntry struct {
@@ -407,6 +411,17 @@ func (st *ifState) onLink(a netip.Addr) bool {
 	return false
 }
 
+// own reports whether a is one of st's own addresses.
+func (st *ifState) own(a netip.Addr) bool {
+	ip := net.IP(a.Unmap().AsSlice())
+	for _, n := range st.nets {
+		if n.IP.Equal(ip) {
+			return true
+		}
+	}
+	return false
+}
+
 // packet handles one datagram.
 func (r *run) packet(p packet, now time.Time) {
 	d := r.d
@@ -442,13 +457,23 @@ func (r *run) packet(p packet, now time.Time) {
 		return
 	}
 	rep := fs.resp.Answer(m, p.src.Port(), now)
-	if rep.Suppressed != 0 {
+	if rep.Suppressed != 0 && !st.own(p.src.Addr()) { // our own queries list our instance
 		d.count(&d.stats.Suppressed)
 	}
 	if rep.Answers == 0 {
 		return
 	}
 	if rep.Unicast {
+		// Queriers on the link can make us send a reply per query to any
+		// address on it: bound the rate.
+		if now.Sub(fs.unicastSince) >= time.Second || now.Before(fs.unicastSince) {
+			fs.unicastSince, fs.unicastSent = now, 0
+		}
+		if fs.unicastSent >= maxUnicast {
+			d.count(&d.stats.Ignored)
+			return
+		}
+		fs.unicastSent++
 		if b, err := fs.resp.Unicast(rep, m); err == nil && r.send(st, p.fam, b, p.src) {
 			d.count(&d.stats.Answers)
 		}

@@ -549,8 +549,11 @@ func readRecord(b []byte, off int) (r Record, known bool, next int, err error) {
 			return r, false, 0, malformed("SRV data longer than its target")
 		}
 	case TypeTXT:
-		// RFC 6763 §6.1: at least one string; zero data is tolerated as
-		// "no strings".
+		// RFC 6763 §6.1: no data, one empty string and no TXT record at
+		// all mean the same; Append writes one empty string.
+		if len(rd) == 0 {
+			r.Text = []string{""}
+		}
 		for i := 0; i < len(rd); {
 			l := int(rd[i])
 			if i+1+l > len(rd) {

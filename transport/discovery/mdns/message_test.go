@@ -393,3 +393,20 @@ func TestAvahiVectors(t *testing.T) {
 		t.Errorf("another instance answers %+v", rep)
 	}
 }
+
+// RFC 6763 §6.1: a TXT record with no data is the same as one holding a
+// single empty string, which is what Append writes for no strings.
+func TestEmptyTXT(t *testing.T) {
+	for _, rdata := range []string{"", "\x00"} {
+		b := cat(hdr(0, 1, 0, 0), []byte("\x05local\x00\x00\x10\x00\x01\x00\x00\x00\x78\x00"), []byte{byte(len(rdata))}, []byte(rdata))
+		m, err := Parse(b)
+		if err != nil || !reflect.DeepEqual(m.Answers[0].Text, []string{""}) {
+			t.Fatalf("TXT data %q: %v %q", rdata, err, m.Answers[0].Text)
+		}
+	}
+	m := Message{Answers: []Record{{Name: mustName(t, "local"), Type: TypeTXT, Class: ClassIN}}}
+	b, _ := m.Append(nil)
+	if !bytes.HasSuffix(b, []byte{0, 1, 0}) {
+		t.Fatalf("no strings encoded as % x, want one empty string", b)
+	}
+}
