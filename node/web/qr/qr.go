@@ -563,58 +563,74 @@ func applyMask(m, fn []bool, size, mask int) {
 // modules of one colour, 2×2 blocks, finder-like 1:1:3:1:1 patterns next to
 // four light modules, and the imbalance of dark and light.
 func penalty(m []bool, size int) int {
-	at := func(x, y int, transpose bool) bool {
-		if transpose {
-			return m[x*size+y]
-		}
-		return m[y*size+x]
-	}
 	score := 0
-	finder1 := [11]bool{true, false, true, true, true, false, true, false, false, false, false}
-	finder2 := [11]bool{false, false, false, false, true, false, true, true, true, false, true}
-	for _, tr := range []bool{false, true} {
+	line := make([]bool, size)
+	for _, transpose := range []bool{false, true} {
 		for y := 0; y < size; y++ {
-			run := 1
-			for x := 1; x <= size; x++ {
-				if x < size && at(x, y, tr) == at(x-1, y, tr) {
-					run++
-					continue
-				}
-				if run >= 5 {
-					score += 3 + run - 5
-				}
-				run = 1
-			}
-			for x := 0; x+11 <= size; x++ {
-				match1, match2 := true, true
-				for k := 0; k < 11; k++ {
-					d := at(x+k, y, tr)
-					match1 = match1 && d == finder1[k]
-					match2 = match2 && d == finder2[k]
-				}
-				if match1 {
-					score += 40
-				}
-				if match2 {
-					score += 40
+			for x := 0; x < size; x++ {
+				if transpose {
+					line[x] = m[x*size+y]
+				} else {
+					line[x] = m[y*size+x]
 				}
 			}
+			score += linePenalty(line)
 		}
 	}
 	dark := 0
 	for y := 0; y < size; y++ {
-		for x := 0; x < size; x++ {
-			d := m[y*size+x]
+		row, next := m[y*size:(y+1)*size], []bool(nil)
+		if y+1 < size {
+			next = m[(y+1)*size : (y+2)*size]
+		}
+		for x, d := range row {
 			if d {
 				dark++
 			}
-			if x+1 < size && y+1 < size && d == m[y*size+x+1] && d == m[(y+1)*size+x] && d == m[(y+1)*size+x+1] {
+			if next != nil && x+1 < size && d == row[x+1] && d == next[x] && d == next[x+1] {
 				score += 3
 			}
 		}
 	}
 	pct := dark * 100 / (size * size)
-	score += abs(pct-50) / 5 * 10
+	return score + abs(pct-50)/5*10
+}
+
+// finderLike is dark-light-dark-dark-dark-light-dark (1:1:3:1:1).
+var finderLike = [7]bool{true, false, true, true, true, false, true}
+
+// linePenalty scores one row or column: runs (N1) and finder-like patterns
+// with four light modules before or after them (N3).
+func linePenalty(l []bool) int {
+	score, run := 0, 1
+	for x := 1; x <= len(l); x++ {
+		if x < len(l) && l[x] == l[x-1] {
+			run++
+			continue
+		}
+		if run >= 5 {
+			score += 3 + run - 5
+		}
+		run = 1
+	}
+	for x := 0; x+7 <= len(l); x++ {
+		if !l[x] || !l[x+2] {
+			continue
+		}
+		match := true
+		for k := 1; k < 7 && match; k++ {
+			match = l[x+k] == finderLike[k]
+		}
+		if !match {
+			continue
+		}
+		if x >= 4 && !l[x-1] && !l[x-2] && !l[x-3] && !l[x-4] {
+			score += 40
+		}
+		if x+11 <= len(l) && !l[x+7] && !l[x+8] && !l[x+9] && !l[x+10] {
+			score += 40
+		}
+	}
 	return score
 }
 
