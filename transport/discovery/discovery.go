@@ -136,7 +136,7 @@ type Stats struct {
 	Announcements uint64 // unsolicited announcements sent (per interface and IP version)
 	Goodbyes      uint64 // goodbyes (TTL 0) heard for instances of the service
 	Malformed     uint64 // datagrams that did not decode
-	Ignored       uint64 // datagrams from off-link sources or other interfaces, dropped when busy, replies over the unicast rate limit
+	Ignored       uint64 // datagrams from off-link sources or other interfaces, dropped when busy; replies over the unicast rate limit; nodes over the gather limit
 }
 
 // Discovery advertises this node and dials the nodes it hears.
@@ -342,7 +342,7 @@ func chooseAddrs(nets []*net.IPNet, addrs []netip.Addr) (v4, v6 net.IP) {
 // next round tries another).
 func (d *Discovery) dial(ctx context.Context, wg *sync.WaitGroup, a envelope.Address, endpoints []string) {
 	d.mu.Lock()
-	if d.dialing[a] || ctx.Err() != nil {
+	if d.dialing[a] || ctx.Err() != nil || len(d.dialing) >= maxDialing {
 		d.mu.Unlock()
 		return
 	}
@@ -387,8 +387,13 @@ func (d *Discovery) dial(ctx context.Context, wg *sync.WaitGroup, a envelope.Add
 	}()
 }
 
-// maxFailed bounds the memory of endpoints that failed.
-const maxFailed = 256
+// maxFailed bounds the memory of endpoints that failed; maxDialing the
+// dials under way (a node heard while it is reached is dialed when next
+// heard).
+const (
+	maxFailed  = 256
+	maxDialing = 32
+)
 
 // pickEndpoint chooses which advertised address to dial for a node heard
 // on interface ifname with networks nets: an IPv4 address inside one of
@@ -470,5 +475,6 @@ func addrKey(nets []*net.IPNet) string {
 	for _, n := range nets {
 		names = append(names, n.IP.String())
 	}
+	slices.Sort(names)
 	return strings.Join(names, ",")
 }

@@ -24,6 +24,7 @@ const (
 	maxAdvertise = 8   // addresses advertised per IP version
 	queueLen     = 64  // datagrams waiting for the loop
 	maxUnicast   = 20  // replies to single queriers per second, interface and IP version
+	maxGather    = 64  // nodes gathered on an interface before they are dialed
 )
 
 // run is the state of one Run call, owned by its goroutine except where
@@ -515,6 +516,10 @@ func (r *run) heard(st *ifState, m *mdns.Message, now time.Time) {
 			continue
 		}
 		if _, seen := st.gather[rec.Address]; !seen {
+			if len(st.order) >= maxGather {
+				d.count(&d.stats.Ignored)
+				continue
+			}
 			st.order = append(st.order, rec.Address)
 		}
 		if !contains(st.gather[rec.Address], endpoint) {
