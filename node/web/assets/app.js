@@ -37,6 +37,12 @@ const TEXT = {
     held: 'Held for others', store: 'Store', unread: 'Unread', radio: 'LoRa radio', noRadio: 'No LoRa radio configured.', airtime: 'Airtime used (duty-cycle budget)',
     airtimeOf: '{0} s of {1} s per {2}', region: 'Region', frequency: 'Frequency', dutyCycle: 'Duty cycle', totalAir: 'Airtime since start', connected: 'connected', disconnected: 'not connected',
     listenOnly: 'Listen only (no region set)', noLinks: 'No links.', neighbours: 'Neighbours', noNeighbours: 'No neighbours.', messagesN: '{0} messages', bytesN: '{0} bytes',
+    e_unknown_recipient: 'Unknown recipient: not a contact, an address or a key.', e_too_large: 'Too long for one message.', e_outbox_full: 'Too many messages are waiting to be delivered; try again later.',
+    e_exists: 'A contact with this name exists already.', e_key_unknown: 'The key is not known yet; try again when the node has been heard.', e_bad_request: 'Please check the input: {0}',
+    e_rate_limited: 'Too many requests; try again shortly.', e_invite_corrupt: 'This invite code is mistyped or damaged.', e_invite_used: 'This invite code has been used up.',
+    e_invite_expired: 'This invite code has expired.', e_join_refused: 'The inviter refused the request.', e_not_member: 'This node is not a member (any more).', e_not_allowed: 'Your role does not allow this.',
+    e_already_member: 'Already a member.', e_slot_taken: 'This slot has just been taken.', e_precision: 'A mesh search carries at most three digits of the postcode.', e_role: 'This node\u2019s FAPP role does not allow this.',
+    e_network: 'Connection to the node lost; retrying\u2026',
     error: 'Error: {0}', offline: 'Connection to the node lost; retrying\u2026', refresh: 'Refresh',
     // FAPP
     fappSearch: 'Find', fappMine: 'My requests', fappTherapist: 'Therapist', fappSearchTitle: 'Find a free appointment',
@@ -78,6 +84,12 @@ const TEXT = {
     held: 'Für andere zwischengespeichert', store: 'Speicher', unread: 'Ungelesen', radio: 'LoRa-Funk', noRadio: 'Kein LoRa-Funkmodul eingerichtet.', airtime: 'Sendezeit (Duty-Cycle-Budget)',
     airtimeOf: '{0} s von {1} s je {2}', region: 'Region', frequency: 'Frequenz', dutyCycle: 'Duty-Cycle', totalAir: 'Sendezeit seit Start', connected: 'verbunden', disconnected: 'nicht verbunden',
     listenOnly: 'Nur Empfang (keine Region gesetzt)', noLinks: 'Keine Verbindungen.', neighbours: 'Nachbarn', noNeighbours: 'Keine Nachbarn.', messagesN: '{0} Nachrichten', bytesN: '{0} Bytes',
+    e_unknown_recipient: 'Unbekannter Empfänger: kein Kontakt, keine Adresse, kein Schlüssel.', e_too_large: 'Zu lang für eine Nachricht.', e_outbox_full: 'Zu viele Nachrichten warten auf Zustellung; bitte später erneut versuchen.',
+    e_exists: 'Ein Kontakt mit diesem Namen existiert schon.', e_key_unknown: 'Der Schlüssel ist noch unbekannt; später erneut versuchen, wenn der Knoten gehört wurde.', e_bad_request: 'Bitte die Eingabe prüfen: {0}',
+    e_rate_limited: 'Zu viele Anfragen; bitte gleich erneut versuchen.', e_invite_corrupt: 'Dieser Einladungscode ist vertippt oder beschädigt.', e_invite_used: 'Dieser Einladungscode ist verbraucht.',
+    e_invite_expired: 'Dieser Einladungscode ist abgelaufen.', e_join_refused: 'Die einladende Person hat abgelehnt.', e_not_member: 'Dieser Knoten ist (nicht mehr) Mitglied.', e_not_allowed: 'Deine Rolle erlaubt das nicht.',
+    e_already_member: 'Schon Mitglied.', e_slot_taken: 'Dieser Termin wurde gerade vergeben.', e_precision: 'Eine Suche im Mesh enthält höchstens drei Ziffern der PLZ.', e_role: 'Die FAPP-Rolle dieses Knotens erlaubt das nicht.',
+    e_network: 'Verbindung zum Knoten verloren; neuer Versuch\u2026',
     error: 'Fehler: {0}', offline: 'Verbindung zum Knoten verloren; neuer Versuch\u2026', refresh: 'Aktualisieren',
     fappSearch: 'Suchen', fappMine: 'Meine Anfragen', fappTherapist: 'Therapeut:in', fappSearchTitle: 'Freien Termin finden',
     specialty: 'Fachrichtung', anySpecialty: 'Alle', area: 'Gebiet (PLZ-Anfang)', fromDate: 'Von', toDate: 'Bis', modality: 'Setting', anyModality: 'Alle',
@@ -136,7 +148,12 @@ function toast(msg) {
   toast.t = setTimeout(function () { el.classList.remove('show'); }, 3500);
 }
 function errorBox() { return h('p', { class: 'error', role: 'alert' }); }
-function showError(box, e) { box.textContent = t('error', e && e.message ? e.message : e); }
+// showError says what went wrong, in the page's language for the API's
+// common error codes (docs/api.md), else with the server's message.
+function showError(box, e) {
+  const key = e && e.code ? 'e_' + e.code : '';
+  box.textContent = key && (TEXT[S.lang][key] || TEXT.en[key]) ? t(key, e.message || '') : t('error', e && e.message ? e.message : e);
+}
 
 // ---- formatting ----------------------------------------------------------
 function short(addr) { return addr ? addr.slice(0, 8) + '\u2026' : ''; }
