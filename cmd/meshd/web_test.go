@@ -242,9 +242,28 @@ func (p *page) click(sel string) {
 
 func jsString(s string) string { b, _ := json.Marshal(s); return string(b) }
 
-// shot saves a screenshot when MESHD_SCREENSHOTS names a directory.
+// a11yCheck finds, on the current screen, form controls without a label,
+// buttons and links without a name, images without alt text.
+const a11yCheck = `(function () {
+  var bad = [];
+  document.querySelectorAll('input:not([type=hidden]), select, textarea').forEach(function (el) {
+    if (!(el.labels && el.labels.length) && !el.getAttribute('aria-label') && !el.getAttribute('aria-labelledby')) bad.push('control without label: ' + (el.id || el.name));
+  });
+  document.querySelectorAll('button, a[href]').forEach(function (el) {
+    if (!el.textContent.trim() && !el.getAttribute('aria-label')) bad.push('unnamed ' + el.tagName + ' ' + (el.id || el.className));
+  });
+  document.querySelectorAll('img').forEach(function (el) { if (!el.hasAttribute('alt')) bad.push('img without alt'); });
+  if (!document.documentElement.lang) bad.push('no lang');
+  return JSON.stringify(bad);
+})()`
+
+// shot checks the screen's accessibility basics and saves a screenshot
+// when MESHD_SCREENSHOTS names a directory.
 func (p *page) shot(name string) {
 	p.t.Helper()
+	if bad := p.eval(a11yCheck); bad != "[]" {
+		p.t.Errorf("%s, screen %s: %s", p.name, name, bad)
+	}
 	dir := os.Getenv("MESHD_SCREENSHOTS")
 	if dir == "" {
 		return
@@ -309,7 +328,10 @@ func TestWebUI(t *testing.T) {
 	pa.typeInto("#login-form input[name=password]", webPassword)
 	pa.click("#login-form button[type=submit]")
 	pa.wait("alice's chats", "!!document.querySelector('#new-chat')")
-	pb.login(b, webPassword)
+	// Bob uses the keyboard: the password field has the focus, Enter logs in.
+	pb.go_(b.url + "/")
+	pb.wait("the focused password field", "document.activeElement && document.activeElement.name === 'password'")
+	pb.do(chromedp.SendKeys(chromedp.CSS("#login-form input[name=password]"), webPassword+"\r"))
 	pb.wait("bob's chats", "!!document.querySelector('#new-chat')")
 	if c := pa.eval("document.cookie"); c != "" {
 		t.Fatalf("the session cookie is readable from JavaScript: %q", c)
