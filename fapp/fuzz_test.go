@@ -17,8 +17,8 @@ var update = flag.Bool("update", false, "rewrite the seed corpus and the size ta
 // Every decoder of outside bytes in this package has a fuzz target here:
 // announce bodies (FuzzAnnounceBody), query bodies (FuzzQueryBody),
 // reservations (FuzzReservation), answers and search results (FuzzReply),
-// persisted state (FuzzState), and the core's entry points end to end
-// (FuzzCore). The seed corpus is the valid samples (f.Add) plus the files
+// persisted state (FuzzState), endorsements as anchors hand them out
+// (FuzzEndorsement), and the core's entry points end to end (FuzzCore). The seed corpus is the valid samples (f.Add) plus the files
 // under testdata/fuzz/<Target>/, written by
 // `go test ./fapp -run FuzzCorpus -update`.
 
@@ -59,6 +59,9 @@ func fuzzSeeds(t testing.TB) map[string][][]byte {
 	}
 	results, _ := appendResults(nil, recs)
 	s["FuzzReply"] = [][]byte{ans, ans2, results}
+	_, cr, _ := th.Profile()
+	end, _ := cr.Endorsements[0].MarshalBinary()
+	s["FuzzEndorsement"] = [][]byte{end}
 
 	// State of a busy therapist and a patient.
 	pt, _ := New(w.opts("p", mustIdentity(t, "p")), nil)
@@ -112,6 +115,24 @@ func FuzzAnnounceBody(f *testing.F) {
 		again, err := appendBody(nil, &a)
 		if err != nil {
 			t.Fatalf("decoded but does not re-encode: %v", err)
+		}
+		if !bytes.Equal(again, b) {
+			t.Fatalf("re-encoding differs:\n got %x\nwant %x", again, b)
+		}
+	})
+}
+
+func FuzzEndorsement(f *testing.F) {
+	addSeeds(f, "FuzzEndorsement")
+	f.Fuzz(func(t *testing.T, b []byte) {
+		e, err := ParseEndorsement(b)
+		if err != nil {
+			checkKnown(t, err)
+			return
+		}
+		again, err := e.MarshalBinary()
+		if err != nil {
+			t.Fatalf("parsed but does not re-encode: %v", err)
 		}
 		if !bytes.Equal(again, b) {
 			t.Fatalf("re-encoding differs:\n got %x\nwant %x", again, b)
