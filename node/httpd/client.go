@@ -289,12 +289,12 @@ func (c *Client) readResponse(br *bufio.Reader, req *Request, method string) (*R
 // responseFraming is how the response's body is delimited (length 0: no
 // body).
 func responseFraming(resp *Response, method string) (framing, error) {
-	if method == MethodHead || !bodyAllowed(resp.StatusCode) {
-		return framing{length: 0}, nil
-	}
-	fr, err := bodyFraming(resp.Header)
+	fr, err := bodyFraming(resp.Header) // malformed framing is refused even where no body follows
 	if err != nil {
 		return fr, err
+	}
+	if method == MethodHead || !bodyAllowed(resp.StatusCode) {
+		return framing{length: 0}, nil
 	}
 	if !fr.chunked {
 		resp.ContentLength = fr.length

@@ -80,7 +80,7 @@ func FuzzReadRequest(f *testing.F) {
 		if err != nil {
 			t.Fatalf("net/http rejects what we accept: %v\n%q", err, data)
 		}
-		if std.Method != r.Method || std.RequestURI != r.RequestURI || std.Host != r.Host || std.ProtoMinor != r.ProtoMinor {
+		if std.Method != r.Method || std.RequestURI != r.RequestURI || std.Host != r.Host || min(std.ProtoMinor, 1) != r.ProtoMinor {
 			t.Fatalf("request differs: ours %s %s %s %s, net/http %s %s %s %s", r.Method, r.RequestURI, r.Host, r.Proto,
 				std.Method, std.RequestURI, std.Host, std.Proto)
 		}
@@ -224,10 +224,11 @@ func FuzzMux(f *testing.F) {
 		for _, m := range sets {
 			got, want := ourOutcome(m.ours, method, target), stdOutcome(m.std, m.names, method, target)
 			got.location, want.location = unescapeAll(got.location), unescapeAll(want.location)
-			if strings.Contains(strings.ToLower(target), "%2f") && got.status == 307 {
+			if lt := strings.ToLower(target); (strings.Contains(lt, "%2f") || strings.Contains(lt, "%2e")) && got.status == 307 {
 				// net/http builds a trailing-slash redirect from the
-				// unescaped path, where %2F is a slash that ".." removes;
-				// ours stays with the escaped path the match used.
+				// unescaped path, where %2F is a slash and %2E%2E a ".."
+				// that path cleaning acts on; ours stays with the escaped
+				// path the match used.
 				got.location, want.location = "", ""
 			}
 			if got != want {

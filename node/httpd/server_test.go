@@ -615,8 +615,10 @@ func TestMaxConns(t *testing.T) {
 
 	// Two idle connections: a third one closes the one idle the longest.
 	idle1 := ts.dial()
+	waitFor(t, "first connection", func() bool { return ts.srv.openConns() == 1 })
 	time.Sleep(10 * time.Millisecond)
 	idle2 := ts.dial()
+	waitFor(t, "second connection", func() bool { return ts.srv.openConns() == 2 })
 	time.Sleep(minEvictIdle + 50*time.Millisecond)
 	got := ts.exchange("GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
 	if !strings.HasPrefix(got, "HTTP/1.1 200") {

@@ -1,6 +1,6 @@
 // Command baseline is what the size probes share without HTTP: sockets,
-// JSON, contexts, time; the HTTP packages' cost is a probe's size minus
-// this one's.
+// JSON both ways, fmt, time formatting, URL parsing, contexts, slog; the
+// HTTP packages' cost is a probe's size minus this one's.
 package main
 
 import (
@@ -29,9 +29,13 @@ func main() {
 		if err != nil {
 			return
 		}
-		line, _ := bufio.NewReader(c).ReadString('\n')
+		br := bufio.NewReader(c)
+		line, _ := br.ReadString('\n')
 		u, _ := url.ParseRequestURI(line)
-		_ = json.NewEncoder(c).Encode(map[string]string{"path": u.Path})
+		var v map[string]string
+		_ = json.NewDecoder(br).Decode(&v)
+		_ = json.NewEncoder(c).Encode(map[string]string{"path": u.Path, "q": u.Query().Get("q"), "v": fmt.Sprint(v),
+			"t": time.Now().UTC().Format(time.RFC1123)})
 		c.Close()
 	}()
 	var d net.Dialer
