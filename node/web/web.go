@@ -106,18 +106,16 @@ func New(o Options) (*Server, error) {
 	if s.assets, err = loadAssets(); err != nil {
 		return nil, err
 	}
-	s.refreshPassword(true)
-	s.mu.Lock()
-	pwErr := s.pwErr
-	s.mu.Unlock()
-	if pwErr != nil {
+	if _, _, pwErr := s.refreshPassword(true); pwErr != nil {
 		s.log.Warn("web UI: logins are refused until a password is set", "err", pwErr, "file", o.PasswordFile)
 	}
 	return s, nil
 }
 
 // refreshPassword re-reads the password file (at most once a second unless
-// forced) and, when it changed, ends every session.
+// forced); when it changed, the generation moves on, which ends every
+// session opened before (get refuses them, Watch drops them and their
+// streams).
 func (s *Server) refreshPassword(force bool) (*passwordHash, uint64, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
