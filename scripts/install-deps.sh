@@ -2,13 +2,15 @@
 # Installs the system packages the test suite needs on Debian/Ubuntu:
 # qemu-user-static (core tests on mips and arm), iproute2 (network namespace
 # tests), chromium (the web UI's browser tests), zbar-tools (an independent QR
-# decoder for the web UI's QR encoder). Does nothing when they are present.
+# decoder for the web UI's QR encoder), avahi (mDNS interoperability test).
+# Does nothing when they are present.
 set -eu
 missing=""
 command -v qemu-mips-static >/dev/null 2>&1 || missing="$missing qemu-user-static"
 command -v ip >/dev/null 2>&1 || missing="$missing iproute2"
 command -v chromium >/dev/null 2>&1 || [ -x /usr/bin/chromium ] || missing="$missing chromium"
 command -v zbarimg >/dev/null 2>&1 || missing="$missing zbar-tools"
+command -v avahi-browse >/dev/null 2>&1 || missing="$missing avahi-utils avahi-daemon dbus"
 [ -z "$missing" ] && exit 0
 if ! command -v apt-get >/dev/null 2>&1; then
 	echo "please install:$missing (no apt-get here)" >&2
