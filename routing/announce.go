@@ -283,12 +283,17 @@ func (r *Router) pathRequest(now time.Time, a envelope.Addr) {
 			return
 		}
 	}
-	// Expanding ring: first the neighbours only (TTL 0: routes to nearly
-	// every node are known everywhere once announces have spread, so a
-	// neighbour usually answers), then two hops, four, and the whole scope.
+	// Expanding ring: on a radio mesh first the neighbours only (TTL 0:
+	// once announces have spread nearly every node knows a route to
+	// nearly every other, so a neighbour usually answers, for one frame
+	// and its replies), then two hops around, then the whole scope.
 	ttl := r.o.PathRequestTTL
 	if p != nil {
-		ttl = min(ttl, pathRingTTL(p.pathReqN))
+		n := p.pathReqN
+		if !r.hasRadio() {
+			n++ // no radio here: start at two hops
+		}
+		ttl = min(ttl, pathRingTTL(n))
 	}
 	// Requests that reach beyond two hops are floods and cost the mesh
 	// about as much as an announce: a node sends at most one every
@@ -357,17 +362,25 @@ func (r *Router) pathRequest(now time.Time, a envelope.Addr) {
 }
 
 // pathRingTTL is the TTL of the (n+1)-th path request for a destination:
-// 0 (neighbours only), 1, 3, then 255 (capped by PathRequestTTL).
+// 0 (neighbours only), 2, then 255 (capped by PathRequestTTL).
 func pathRingTTL(n uint8) uint8 {
 	switch n {
 	case 0:
 		return 0
 	case 1:
-		return 1
-	case 2:
-		return 3
+		return 2
 	}
 	return 255
+}
+
+// hasRadio reports whether a radio link is up.
+func (r *Router) hasRadio() bool {
+	for _, l := range r.links {
+		if l.radio {
+			return true
+		}
+	}
+	return false
 }
 
 func pathReqBackoff(n uint8) time.Duration {

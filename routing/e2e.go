@@ -339,7 +339,7 @@ func (r *Router) receiveData(now time.Time, l *link, m transport.Meta, e *envelo
 	if err := s.window.Check(c); err != nil {
 		if errors.Is(err, envelope.ErrReplay) {
 			r.stats.Duplicates++
-			r.after(func(now time.Time) { r.sendAck(now, p, c, pq, full) })
+			r.after(func(now time.Time) { r.sendAck(now, p, c, pq, full, l, m.From) })
 		} else {
 			r.drop(DropReplayStale)
 		}
@@ -356,12 +356,16 @@ func (r *Router) receiveData(now time.Time, l *link, m transport.Meta, e *envelo
 	r.after(func(now time.Time) {
 		r.stats.Delivered++
 		r.actions = append(r.actions, &Deliver{ID: id, From: from, Port: port, Payload: payload})
-		r.sendAck(now, p, c, pq, full)
+		r.sendAck(now, p, c, pq, full, l, m.From)
 	})
 	return true
 }
 
-func (r *Router) sendAck(now time.Time, p *peer, counter uint32, pq, full bool) {
+// sendAck acknowledges p's message counter. The Ack goes back to the
+// neighbour the Data came from (nb on l), the reverse of a path that just
+// worked, whose relays left breadcrumbs and will cache the Ack; else along
+// the route to p.
+func (r *Router) sendAck(now time.Time, p *peer, counter uint32, pq, full bool, l *link, nb transport.Addr) {
 	pair := r.pairFor(p, pq, false)
 	if pair == nil {
 		return
@@ -372,6 +376,11 @@ func (r *Router) sendAck(now time.Time, p *peer, counter uint32, pq, full bool) 
 	}
 	e, err := envelope.Parse(ack)
 	if err != nil {
+		return
+	}
+	if l != nil && r.linkByID[l.id] == l {
+		// hops unknown: the neighbour's address says whether it is p.
+		r.sendHop(now, &route{link: l, nb: nb, hops: 1}, ack, &e, transport.PriorityOwn)
 		return
 	}
 	if rt := r.route(now, p); rt != nil {

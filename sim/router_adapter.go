@@ -62,6 +62,10 @@ func newRouterFactory(built func(*routerNode), logger *slog.Logger) Factory {
 				return nil, fmt.Errorf("meshd params: %w", err)
 			}
 		}
+		lg := logger
+		if lg != nil {
+			lg = lg.With("node", env.Index)
+		}
 		o := routing.Options{
 			Identity:         env.Identity,
 			Rand:             env.Rand,
@@ -78,7 +82,7 @@ func newRouterFactory(built func(*routerNode), logger *slog.Logger) Factory {
 			SNRMargin:        p.SNRMargin,
 			PathRequestEvery: time.Duration(p.PathRequestEvery),
 			CommitDelay:      time.Duration(p.CommitDelay),
-			Logger:           logger,
+			Logger:           lg,
 		}
 		n := &routerNode{env: env, links: map[routing.LinkID]LinkID{}, msgs: map[routing.MsgID]uint64{}, raw: p.RawRadio}
 		switch p.Store {
