@@ -84,6 +84,12 @@ func (n *Node) LinkUp(l transport.Link) {
 		ri.Airtime = n.radio.Airtime
 		ri.DutyCycle = n.radio.dutyCycle
 	}
+	if o, ok := l.(transport.Overhearer); ok && info.Broadcast {
+		// The router takes a neighbour passing a frame on as its
+		// acknowledgement (and then asks the link for none: NoAck).
+		o.Overhear(true)
+		ri.Overhears = true
+	}
 	_ = n.post(context.Background(), func(now time.Time) {
 		if old := n.links[routing.LinkID(info.ID)]; old != nil {
 			old.stop()
@@ -103,6 +109,12 @@ func (n *Node) Receive(l transport.Link, data []byte, m transport.Meta) {
 	n.stats.bytesIn.Add(uint64(len(data)))
 	id := routing.LinkID(l.Info().ID)
 	_ = n.post(context.Background(), func(now time.Time) {
+		if m.Overheard {
+			// Addressed to another neighbour: a passive hop
+			// acknowledgement, never forwarded.
+			n.router.Overhear(now, id, data, m)
+			return
+		}
 		n.router.Receive(now, id, data, m)
 	})
 }

@@ -355,7 +355,7 @@ func (n *Node) dispatchOnce(actions []routing.Action) {
 			if ls == nil {
 				continue
 			}
-			ls.enqueue(transport.Frame{To: a.To, Priority: a.Priority, Data: a.Data}, &n.stats)
+			ls.enqueue(transport.Frame{To: a.To, Priority: a.Priority, Data: a.Data, NoAck: a.NoAck}, &n.stats)
 		case *routing.Deliver:
 			n.deliver(now, a)
 		case *routing.Status:
