@@ -293,6 +293,13 @@ func responseFraming(resp *Response, method string) (framing, error) {
 	if err != nil {
 		return fr, err
 	}
+	if fr.chunked && resp.ProtoMajor == 1 && resp.ProtoMinor == 0 {
+		// RFC 9112 §6.1: Transfer-Encoding in an HTTP/1.0 message means
+		// faulty framing (likely forwarded by something that did not
+		// decode it). net/http reads such a body to EOF, chunk framing
+		// included; refusing is the safe choice, as the server does.
+		return fr, malformed("Transfer-Encoding in an HTTP/1.0 response")
+	}
 	if method == MethodHead || !bodyAllowed(resp.StatusCode) {
 		return framing{length: 0}, nil
 	}

@@ -229,6 +229,12 @@ func TestClientAgainstNetHTTP(t *testing.T) {
 		bw.WriteString("HTTP/1.0 200 OK\r\nContent-Type: text/plain\r\n\r\nuntil close")
 		bw.Flush()
 	})
+	h.HandleFunc("GET /te-in-1.0", func(w http.ResponseWriter, r *http.Request) {
+		c, bw, _ := w.(http.Hijacker).Hijack()
+		defer c.Close()
+		bw.WriteString("HTTP/1.0 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n")
+		bw.Flush()
+	})
 	srv := httptest.NewServer(h)
 	defer srv.Close()
 	c := &Client{}
@@ -289,6 +295,18 @@ func TestClientAgainstNetHTTP(t *testing.T) {
 		resp, body := get(t, "/close-delimited")
 		if body != "until close" || resp.Proto != "HTTP/1.0" || resp.ContentLength != -1 {
 			t.Fatalf("%q %s %d", body, resp.Proto, resp.ContentLength)
+		}
+	})
+	t.Run("transfer-encoding in HTTP/1.0", func(t *testing.T) {
+		// RFC 9112 §6.1: faulty framing, refused (net/http would read the
+		// chunk framing as the body).
+		resp, err := c.Get(srv.URL + "/te-in-1.0")
+		if err == nil {
+			resp.Body.Close()
+			t.Fatal("accepted")
+		}
+		if !errors.Is(err, ErrMalformed) {
+			t.Fatalf("error %v, want ErrMalformed", err)
 		}
 	})
 	t.Run("post", func(t *testing.T) {

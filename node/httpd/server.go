@@ -187,6 +187,10 @@ func (s *Server) Serve(l net.Listener) error {
 		delay = 0
 		c := s.newConn(rw)
 		if !s.admit(c) {
+			if s.inShutdown.Load() {
+				_ = rw.Close()
+				return ErrServerClosed
+			}
 			s.refuse(rw)
 			continue
 		}
