@@ -34,6 +34,8 @@ var overheadNotes = map[string]string{
 	"data empty":        "empty payload",
 	"ack":               "hints",
 	"ack full":          "full addresses",
+	"held":              "hints; relay's custody notice, unauthenticated",
+	"held full":         "full addresses",
 	"anon":              "with port byte",
 	"anon-reply":        "with port byte",
 	"channel":           "plus the channel layer's own fields",

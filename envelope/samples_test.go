@@ -64,6 +64,14 @@ func samples(t testing.TB) []sample {
 	b, err = ba.Ack(3, SealOptions{TTL: 8, Full: true})
 	add("ack full", 0, b, err)
 
+	for _, s := range out {
+		if s.name == "data" || s.name == "data full" {
+			d := mustParse(t, s.raw)
+			b, err = NewHeld(&d, 8)
+			add("held"+s.name[len("data"):], 0, b, err)
+		}
+	}
+
 	tok := Token{1, 2, 3, 4, 5, 6, 7, 8}
 	b, _, err = SealAnonymous(newDetRand("anon"), bob.PublicKey(), tok, payload, AnonOptions{TTL: 8, Port: 9})
 	add("anon", len(payload), b, err)

@@ -22,6 +22,15 @@ type vectors struct {
 	Anon       []anonVector     `json:"anon"`
 	Announces  []signedVector   `json:"announces"`
 	Floods     []signedVector   `json:"floods"`
+	Held       []heldVector     `json:"held"`
+}
+
+// heldVector is the held notice for the Data vector at index Data (same
+// file), built with TTL.
+type heldVector struct {
+	Data     int    `json:"data_vector"`
+	TTL      uint8  `json:"ttl"`
+	Envelope string `json:"envelope"`
 }
 
 type identityVector struct {
@@ -173,6 +182,17 @@ func buildVectors(t *testing.T, in vectors) vectors {
 		}
 		out.Floods[i].Envelope = hex.EncodeToString(b)
 	}
+	for i, v := range in.Held {
+		if v.Data < 0 || v.Data >= len(out.Data) {
+			t.Fatalf("held vector %d: no data vector %d", i, v.Data)
+		}
+		d := mustParse(t, unhex(t, out.Data[v.Data].Envelope))
+		b, err := NewHeld(&d, v.TTL)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out.Held[i].Envelope = hex.EncodeToString(b)
+	}
 	return out
 }
 
@@ -204,6 +224,7 @@ func vectorInputs() vectors {
 			{Seed: b, Seq: 0xfffffffe, Caps: CapRelay | CapStore, Data: h([]byte("bob's node")), TTL: 12},
 		},
 		Floods: []signedVector{{Seed: a, Topic: 1, Seq: 3, Data: h([]byte("free slots")), TTL: 6}},
+		Held:   []heldVector{{Data: 0, TTL: 8}, {Data: 1, TTL: 8}},
 	}
 }
 
@@ -257,6 +278,13 @@ func TestVectors(t *testing.T) {
 			if err := e.Verify(); err != nil {
 				t.Fatalf("signed vector: %v", err)
 			}
+		}
+	}
+	for _, v := range want.Held {
+		e := mustParse(t, unhex(t, v.Envelope))
+		d := mustParse(t, unhex(t, want.Data[v.Data].Envelope))
+		if e.Kind != KindHeld || e.Dst != d.Src || e.Src != d.Dst || e.Counter != d.Counter {
+			t.Fatalf("held vector does not name its data vector: %+v", e)
 		}
 	}
 	for _, v := range want.Identities {

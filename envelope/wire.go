@@ -45,10 +45,14 @@ const (
 	KindFlood       Kind = 7 // signed flood with topic and sequence (FAPP slots)
 	KindQuery       Kind = 8 // anonymous scoped flood with a reply token
 	KindAnonReply   Kind = 9 // reply routed back to a reply token
-	numKinds             = 10
+	// KindHeld tells the sender of a Data envelope that a relay holds it
+	// for a destination it has no route to (store-and-forward). Not
+	// authenticated: informational, see NewHeld.
+	KindHeld = 10
+	numKinds = 11
 )
 
-var kindNames = [numKinds]string{"announce", "path-request", "path-reply", "data", "anon", "ack", "channel", "flood", "query", "anon-reply"}
+var kindNames = [numKinds]string{"announce", "path-request", "path-reply", "data", "anon", "ack", "channel", "flood", "query", "anon-reply", "held"}
 
 func (k Kind) String() string {
 	if k < numKinds {
@@ -85,6 +89,7 @@ var allowedFlags = [numKinds]Flags{
 	KindFlood:       0,
 	KindQuery:       0,
 	KindAnonReply:   FlagPort,
+	KindHeld:        FlagFull,
 }
 
 // Token is a one-time reply token. Relays remember, for a short while, which
@@ -159,7 +164,9 @@ type Envelope struct {
 	// Src: Data and Ack (sender), PathRequest (requester).
 	Src Addr
 	// Counter: Data (the sender's per-pair counter, also the nonce), Ack
-	// (the counter being acknowledged).
+	// (the counter being acknowledged), Held (the counter of the held Data).
+	// Held uses Dst for the held Data's sender and Src for its recipient,
+	// as an Ack of it would.
 	Counter uint32
 	// RequestID: PathRequest and PathReply.
 	RequestID uint32
@@ -235,7 +242,7 @@ func fixedSize(k Kind, f Flags, al int) int {
 		return n
 	case KindAnon:
 		return al + TokenSize + 32
-	case KindAck:
+	case KindAck, KindHeld:
 		return 2*al + 4
 	case KindChannel:
 		return al
@@ -352,7 +359,7 @@ func Parse(b []byte) (Envelope, error) {
 		e.Dst = addr()
 		r = r[copy(e.Token[:], r):]
 		r = r[copy(e.Ephemeral[:], r):]
-	case KindAck:
+	case KindAck, KindHeld:
 		e.Dst, e.Src, e.Counter = addr(), addr(), u32()
 	case KindChannel:
 		e.Dst = addr()
@@ -365,7 +372,7 @@ func Parse(b []byte) (Envelope, error) {
 		r = r[copy(e.Token[:], r):]
 		r = r[copy(e.Ephemeral[:], r):]
 	}
-	if (e.Kind == KindData || e.Kind == KindAck) && e.Counter == 0 {
+	if (e.Kind == KindData || e.Kind == KindAck || e.Kind == KindHeld) && e.Counter == 0 {
 		return Envelope{}, &FormatError{Kind: e.Kind, Field: "counter", Err: ErrCounter}
 	}
 	e.bodyOff = len(b) - len(r)
@@ -408,7 +415,7 @@ func (e *Envelope) Append(dst []byte) ([]byte, error) {
 	if total > MaxSize {
 		return dst, &FormatError{Kind: e.Kind, Field: "envelope", Err: ErrTooLarge, Need: MaxSize, Have: total}
 	}
-	if (e.Kind == KindData || e.Kind == KindAck) && e.Counter == 0 {
+	if (e.Kind == KindData || e.Kind == KindAck || e.Kind == KindHeld) && e.Counter == 0 {
 		return dst, &FormatError{Kind: e.Kind, Field: "counter", Err: ErrCounter}
 	}
 	for _, a := range []struct {
@@ -432,14 +439,14 @@ func (e *Envelope) Append(dst []byte) ([]byte, error) {
 
 func usesDst(k Kind) bool {
 	switch k {
-	case KindData, KindAck, KindAnon, KindPathRequest, KindPathReply, KindChannel:
+	case KindData, KindAck, KindAnon, KindPathRequest, KindPathReply, KindChannel, KindHeld:
 		return true
 	}
 	return false
 }
 
 func usesSrc(k Kind) bool {
-	return k == KindData || k == KindAck || k == KindPathRequest
+	return k == KindData || k == KindAck || k == KindPathRequest || k == KindHeld
 }
 
 // appendHead writes the common header and the kind's fixed fields.
@@ -474,7 +481,7 @@ func appendHead(b []byte, e *Envelope, al int) []byte {
 		addr(e.Dst)
 		b = append(b, e.Token[:]...)
 		b = append(b, e.Ephemeral[:]...)
-	case KindAck:
+	case KindAck, KindHeld:
 		addr(e.Dst)
 		addr(e.Src)
 		u32(e.Counter)
@@ -517,4 +524,20 @@ func Immutable(raw []byte) (head, rest []byte) {
 		return raw, nil
 	}
 	return raw[:OffsetHops], raw[OffsetTTL+1:]
+}
+
+// NewHeld builds the notice a relay sends back towards the sender of the
+// Data envelope data when it holds it for lack of a route: the Data's
+// source as destination, its destination as source and its counter, in the
+// Data's addressing (hints, or full with FlagFull); no body. 16 bytes with
+// hints. Nothing authenticates it (the relay shares no key with the
+// sender): it proves only that some node that saw the Data says so, and
+// the sender treats it as information (a state for the user, a longer
+// wait before the next end-to-end retry), never as delivery.
+func NewHeld(data *Envelope, ttl uint8) ([]byte, error) {
+	if data.Kind != KindData {
+		return nil, &FormatError{Kind: data.Kind, Field: "kind", Err: ErrKind}
+	}
+	h := Envelope{Kind: KindHeld, Flags: data.Flags & FlagFull, TTL: ttl, Dst: data.Src, Src: data.Dst, Counter: data.Counter}
+	return h.Append(nil)
 }
