@@ -19,6 +19,7 @@ type outMsg struct {
 	// waiting: the last attempt found no key or no route.
 	waiting bool
 	done    bool
+	held    bool      // StateHeld reported
 	first   time.Time // first transmission, for round-trip samples
 	hops    uint8     // route length then
 }

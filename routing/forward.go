@@ -48,6 +48,8 @@ func (r *Router) Receive(now time.Time, id LinkID, data []byte, m transport.Meta
 		r.onUnicast(now, l, data, &e, m, k)
 	case envelope.KindAnonReply:
 		r.onAnonReply(now, l, data, &e, m, k)
+	case envelope.KindHeld:
+		r.onHeld(now, l, data, &e, m, k)
 	case envelope.KindChannel, envelope.KindFlood, envelope.KindQuery:
 		r.onFlood(now, l, data, &e, m, k)
 	}
@@ -222,6 +224,16 @@ func (r *Router) forwardUnicast(now time.Time, from *link, m transport.Meta, raw
 		r.drop(DropTTL)
 		return
 	}
+	if hold && e.Kind == envelope.KindData && len(r.held) > 0 {
+		if h := r.heldByKey(k); h != nil {
+			// An end-to-end retry of what we hold: we forward it
+			// ourselves when the destination can be reached; tell the
+			// sender again instead.
+			r.noticeHeld(now, h, e)
+			r.drop(DropDuplicate)
+			return
+		}
+	}
 	type hop struct {
 		l  *link
 		nb transport.Addr
@@ -390,6 +402,13 @@ type heldMsg struct {
 	src   envelope.Hint
 	kind  envelope.Kind
 	retry time.Time
+	// noticed: when the sender was last told (held notice).
+	noticed time.Time
+	// tries counts forwarding attempts that were not confirmed (custody:
+	// the envelope stays held until the next hop is heard passing it on).
+	tries uint8
+	// probing: a copy is out, its hop acknowledgement awaited.
+	probing bool
 }
 
 func (r *Router) addHeld(h *heldMsg) {
@@ -401,6 +420,12 @@ func heldKey(k uint64) []byte { return binary.BigEndian.AppendUint64(nil, k) }
 
 // hold keeps raw for store-and-forward under the quotas.
 func (r *Router) hold(now time.Time, raw []byte, e *envelope.Envelope, k uint64) {
+	r.holdAsk(now, raw, e, k, true)
+}
+
+// holdAsk is hold; ask: send a path request for the destination (not when
+// a route exists and only its next hop failed).
+func (r *Router) holdAsk(now time.Time, raw []byte, e *envelope.Envelope, k uint64, ask bool) {
 	size := len(raw)
 	if r.heldBytes+size > r.o.HeldBytes {
 		r.drop(DropHeldQuota)
@@ -411,7 +436,10 @@ func (r *Router) hold(now time.Time, raw []byte, e *envelope.Envelope, k uint64)
 	perDst, perSrc := size, size
 	for _, h := range r.held {
 		if h.key == k {
-			return // already held
+			// Already held: an end-to-end retry; tell the sender
+			// again, so it keeps waiting.
+			r.noticeHeld(now, h, e)
+			return
 		}
 		if h.dst.Hint() == dstH {
 			perDst += len(h.rec.Raw)
@@ -427,8 +455,14 @@ func (r *Router) hold(now time.Time, raw []byte, e *envelope.Envelope, k uint64)
 	h := &heldMsg{key: k, rec: heldRecord{Received: now, Expires: now.Add(r.o.MessageTTL), Raw: clone(raw)},
 		dst: e.Dst, src: srcH, kind: e.Kind, retry: now.Add(time.Minute)}
 	r.addHeld(h)
+	if r.debug {
+		r.trace("hold", "kind", e.Kind, "dst", e.Dst, "counter", e.Counter, "key", k)
+	}
 	r.batch.Put(BucketHeld, heldKey(k), h.rec.marshal())
-	r.pathRequestFor(now, e.Dst)
+	r.noticeHeld(now, h, e)
+	if ask {
+		r.pathRequestFor(now, e.Dst)
+	}
 }
 
 // pathRequestFor asks for a route to a, by full address when one known
@@ -462,14 +496,131 @@ func (r *Router) tickHeld(now time.Time) {
 		if !h.retry.IsZero() && !now.Before(h.retry) {
 			e, err := envelope.Parse(h.rec.Raw)
 			if err == nil && r.hasRoute(now, e.Dst) {
-				r.removeHeld(i)
+				if h.tries >= maxHeldTries {
+					// Custody ends: the next hop never took it. The
+					// sender's own retries (at most RetryMax/2 after
+					// our last notice) try other ways.
+					r.drop(DropHeldGivenUp)
+					r.removeHeld(i)
+					continue
+				}
+				if r.probingFor(h) {
+					// One copy per destination at a time: when it is
+					// confirmed the others follow (heldConfirmed).
+					h.retry = now.Add(heldBackoff(h.tries))
+					i++
+					continue
+				}
+				if r.debug {
+					r.trace("held forward", "dst", e.Dst, "counter", e.Counter, "key", h.key, "tries", h.tries)
+				}
 				r.forwardUnicast(now, nil, transport.Meta{}, h.rec.Raw, &e, h.key, false)
+				if !r.waitingFor(h.key) {
+					// Handed to a link that acknowledges itself.
+					r.removeHeld(i)
+					continue
+				}
+				// Custody: keep it until the next hop is heard passing
+				// it on (heldConfirmed), and try again later if not.
+				h.probing = true
+				h.retry = now.Add(heldBackoff(h.tries))
+				if h.tries < 0xff {
+					h.tries++
+				}
+				i++
 				continue
 			}
+			h.probing = false
 			h.retry = now.Add(5 * time.Minute)
 			r.pathRequestFor(now, h.dst)
 		}
 		i++
+	}
+}
+
+// maxHeldTries bounds the unconfirmed forwarding attempts of a held
+// envelope whose destination has a route (about half an hour with
+// heldBackoff).
+const maxHeldTries = 5
+
+// heldBackoff is the wait before forwarding a held envelope again after
+// tries unconfirmed attempts: a minute, doubling, at most 16 minutes.
+func heldBackoff(tries uint8) time.Duration {
+	return time.Minute << min(tries, 4)
+}
+
+func (r *Router) heldByKey(k uint64) *heldMsg {
+	for _, h := range r.held {
+		if h.key == k {
+			return h
+		}
+	}
+	return nil
+}
+
+// probingFor reports whether another envelope held for h's destination has
+// a copy out awaiting its hop acknowledgement.
+func (r *Router) probingFor(h *heldMsg) bool {
+	for _, x := range r.held {
+		if x != h && x.probing && x.dst.Hint() == h.dst.Hint() {
+			return true
+		}
+	}
+	return false
+}
+
+func (r *Router) waitingFor(k uint64) bool {
+	for _, w := range r.waits {
+		if w.key == k {
+			return true
+		}
+	}
+	return false
+}
+
+// heldConfirmed releases the held envelope with key k, whose copy the next
+// hop was heard passing on (or acknowledged): custody moved on. What waits
+// for the same destination follows at once.
+func (r *Router) heldConfirmed(now time.Time, k uint64) {
+	for i, h := range r.held {
+		if h.key != k {
+			continue
+		}
+		if r.debug {
+			r.trace("held confirmed", "dst", h.dst, "key", k)
+		}
+		r.removeHeld(i)
+		for _, x := range r.held {
+			if x.dst.Hint() == h.dst.Hint() && !x.probing {
+				x.retry = now
+			}
+		}
+		return
+	}
+}
+
+// holdGivenUp takes custody of a relayed Data envelope whose next hop never
+// passed it on (hop tries exhausted): a destination that went away is
+// waited for here, near it, rather than by the sender's end-to-end retries
+// over the whole path.
+func (r *Router) holdGivenUp(now time.Time, data []byte, e *envelope.Envelope, k uint64) {
+	if e.Kind != envelope.KindData || e.Src.Matches(r.addr) {
+		return // own messages are retried from the outbox
+	}
+	if h := r.heldByKey(k); h != nil {
+		h.probing = false
+		return
+	}
+	raw := clone(data)
+	// Undo this node's relay increment: forwarding it again adds it.
+	if raw[envelope.OffsetHops] > 0 && raw[envelope.OffsetHops] < 0xff {
+		raw[envelope.OffsetHops]--
+	}
+	raw[envelope.OffsetTTL]++
+	r.holdAsk(now, raw, e, k, false)
+	if h := r.heldByKey(k); h != nil {
+		h.tries = 1
+		h.retry = now.Add(heldBackoff(1))
 	}
 }
 

@@ -139,7 +139,9 @@ func (r *Router) hopConfirm(l *link, nb transport.Addr, k uint64, e *envelope.En
 	for i := 0; i < len(r.waits); {
 		w := r.waits[i]
 		ok := w.link == l && w.key == k && w.nb == nb
-		if !ok && e != nil && e.Kind == envelope.KindAck && w.kind == envelope.KindData && w.link == l &&
+		// The Ack of a Data envelope, or a relay's held notice for it
+		// (the Data reached a node that keeps it), settles its waits.
+		if !ok && e != nil && (e.Kind == envelope.KindAck || e.Kind == envelope.KindHeld) && w.kind == envelope.KindData && w.link == l &&
 			w.counter == e.Counter && w.src == e.Dst.Hint() && w.dst == e.Src.Hint() {
 			ok = true
 		}
@@ -154,6 +156,9 @@ func (r *Router) hopConfirm(l *link, nb transport.Addr, k uint64, e *envelope.En
 			l.hopSample(r.now.Sub(w.sent))
 		}
 		r.waits = append(r.waits[:i], r.waits[i+1:]...)
+		if len(r.held) > 0 {
+			r.heldConfirmed(r.now, w.key)
+		}
 	}
 }
 
@@ -185,12 +190,13 @@ func (r *Router) tickHops(now time.Time) {
 			r.trace("hop ack missing", "kind", w.kind, "nb", []byte(w.nb), "try", w.tries, "dst", w.dstAddr)
 		}
 		r.rerouteVia(now, w.link, w.nb)
-		if w.tries >= maxHopTries {
-			r.stats.HopGiveUps++
-			continue
-		}
 		e, err := envelope.Parse(w.data)
 		if err != nil {
+			continue
+		}
+		if w.tries >= maxHopTries {
+			r.stats.HopGiveUps++
+			r.holdGivenUp(now, w.data, &e, w.key)
 			continue
 		}
 		var rt *route
@@ -206,6 +212,7 @@ func (r *Router) tickHops(now time.Time) {
 		}
 		if rt == nil {
 			r.stats.HopGiveUps++
+			r.holdGivenUp(now, w.data, &e, w.key)
 			continue
 		}
 		r.stats.HopRetries++

@@ -30,12 +30,13 @@ const (
 	DropExpired                         // held message expired
 	DropFiltered                        // FloodFilter said drop
 	DropLinkDown                        // queued for a link that went down
+	DropHeldGivenUp                     // held, forwarded maxHeldTries times, never confirmed
 	numDropReasons
 )
 
 var dropNames = [numDropReasons]string{"malformed", "duplicate", "hops", "ttl", "stale", "verify-budget",
 	"signature", "own", "no-route", "held-quota", "undecryptable", "replay-stale", "budget", "suppressed",
-	"unknown-link", "queue-full", "expired", "filtered", "link-down"}
+	"unknown-link", "queue-full", "expired", "filtered", "link-down", "held-given-up"}
 
 func (d DropReason) String() string {
 	if d < numDropReasons {
@@ -48,7 +49,7 @@ func (d DropReason) String() string {
 const NumDropReasons = int(numDropReasons)
 
 // NumKinds is the number of envelope kinds counted in Stats.
-const NumKinds = 10
+const NumKinds = 11
 
 // Stats is a snapshot of the router's counters and sizes.
 type Stats struct {
@@ -79,6 +80,9 @@ type Stats struct {
 	// passing them on; AckReplays Acks a relay answered a Data envelope
 	// with because it had carried that Ack already.
 	Echoes, AckReplays uint64
+	// HeldNotices counts held notices this node sent for envelopes it
+	// holds; HeldNoticed those that reached it for its own messages.
+	HeldNotices, HeldNoticed uint64
 	// Loops counts unicast envelopes that came back after going further
 	// than this node sent them (the route taken is then forgotten).
 	Loops uint64

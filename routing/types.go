@@ -111,9 +111,15 @@ const (
 	StateExpired
 	// StateFailed: cannot be sent at all (Err says why). Final.
 	StateFailed
+	// StateHeld: a relay says it holds the message for a destination it
+	// has no route to (store-and-forward) and will forward it; reported
+	// once, after StateSent. Informational: the notice is not
+	// authenticated (docs/protocol.md, kind 10), only StateDelivered means
+	// delivered.
+	StateHeld
 )
 
-var stateNames = [...]string{"queued", "sent", "delivered", "expired", "failed"}
+var stateNames = [...]string{"queued", "sent", "delivered", "expired", "failed", "held"}
 
 func (s MsgState) String() string {
 	if int(s) < len(stateNames) {

@@ -43,6 +43,7 @@ type counters struct {
 
 	acked             uint64
 	implicitAcks      uint64
+	held              uint64
 	failed            uint64
 	dropped           uint64
 	misdelivered      uint64
@@ -122,6 +123,7 @@ type Result struct {
 	Events struct {
 		Acked             uint64 `json:"acked"`
 		ImplicitAcks      uint64 `json:"implicit_acks"`
+		Held              uint64 `json:"held,omitempty"`
 		Failed            uint64 `json:"failed"`
 		Dropped           uint64 `json:"dropped"`
 		Misdelivered      uint64 `json:"misdelivered"`
@@ -393,6 +395,7 @@ func (s *Sim) result() *Result {
 	ev := &r.Events
 	ev.Acked = s.m.acked
 	ev.ImplicitAcks = s.m.implicitAcks
+	ev.Held = s.m.held
 	ev.Failed = s.m.failed
 	ev.Dropped = s.m.dropped
 	ev.Misdelivered = s.m.misdelivered

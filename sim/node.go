@@ -110,10 +110,13 @@ const (
 	EventDropped
 	// EventInfo: anything worth a line in a trace.
 	EventInfo
+	// EventHeld: the originator learned that a relay holds MsgID for
+	// its offline destination (the router's StateHeld).
+	EventHeld
 	numEventKinds
 )
 
-var eventNames = [numEventKinds]string{"accepted", "acked", "implicit-ack", "failed", "dropped", "info"}
+var eventNames = [numEventKinds]string{"accepted", "acked", "implicit-ack", "failed", "dropped", "info", "held"}
 
 func (k EventKind) String() string {
 	if k < numEventKinds {

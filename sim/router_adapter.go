@@ -235,7 +235,8 @@ func frameLabel(data []byte) (Class, uint64) {
 		return ClassPath, 0
 	case envelope.KindData:
 		return ClassData, routerFlow(e.Src.Hint(), e.Dst.Hint(), e.Counter)
-	case envelope.KindAck:
+	case envelope.KindAck, envelope.KindHeld:
+		// A held notice is part of what carrying the message costs.
 		return ClassAck, routerFlow(e.Dst.Hint(), e.Src.Hint(), e.Counter)
 	}
 	return ClassOther, 0
@@ -264,6 +265,8 @@ func (n *routerNode) flush(now time.Time, out *Out) {
 			case routing.StateExpired, routing.StateFailed:
 				out.Event(Event{Kind: EventFailed, MsgID: mid, Detail: fmt.Sprint(a.Err)})
 				delete(n.msgs, a.ID)
+			case routing.StateHeld:
+				out.Event(Event{Kind: EventHeld, MsgID: mid})
 			}
 		}
 	}

@@ -189,6 +189,8 @@ func (s *Sim) onEvent(n *simNode, e *Event) {
 		}
 	case EventImplicitAck:
 		s.m.implicitAcks++
+	case EventHeld:
+		s.m.held++
 	case EventFailed:
 		s.m.failed++
 		if rec != nil {
