@@ -134,6 +134,8 @@ func stateName(st routing.Status) string {
 		return StateExpired
 	case routing.StateFailed:
 		return StateFailed
+	case routing.StateHeld:
+		return StateHeld
 	}
 	return st.State.String()
 }

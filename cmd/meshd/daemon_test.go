@@ -343,6 +343,15 @@ func TestRelayCrashKeepsHeldMessages(t *testing.T) {
 		}
 		return nil
 	})
+	// B told A (held notice): A's outbox shows the messages held.
+	eventually(t, 30*time.Second, "A sees its messages held", func() error {
+		for _, m := range jsonLines[outMsg](t, a.mustCLI("outbox", "--json")) {
+			if m.State != "held" && m.State != "delivered" {
+				return fmt.Errorf("message %d is %s", m.ID, m.State)
+			}
+		}
+		return nil
+	})
 	// Wait past B's group-commit delay (200 ms here) so the held messages
 	// are durable, then crash B and take A away: only B's store can deliver
 	// now.
