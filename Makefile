@@ -5,10 +5,12 @@ FUZZTIME  ?= 3s
 # Core packages: pure protocol logic that must behave the same on every CPU we
 # ship to. Their tests also run on big-endian MIPS and on ARM under qemu-user.
 CORE_PATTERNS := ./envelope/... ./routing/... ./transport/lora/... ./broadcast/... ./fapp/... ./firmware-bridge/kiss/...
+# Tested with -tags router on mipsle under qemu (make dist-smoke).
+ROUTER_QEMU_PATTERNS := $(CORE_PATTERNS)
 # Cross-compilation targets every commit must build for.
 CROSS := linux/amd64 linux/arm64 linux/arm/7 linux/mips/softfloat linux/mipsle/softfloat
 
-.PHONY: all build run test deps check-go fmt vet race cross qemu fuzz bench sim-big clean
+.PHONY: all build run test deps check-go fmt vet race cross qemu fuzz bench sim-big clean dist size-check dist-smoke dist-repro
 
 all: build
 
@@ -48,6 +50,26 @@ qemu: check-go
 
 fuzz: check-go
 	@scripts/fuzz-all.sh $(FUZZTIME)
+
+# Release matrix into dist/ (packaging/README.md): 7 targets x full/router,
+# sizes (dist/SIZES.md, dist/sizes.tsv) and dist/SHA256SUMS.
+dist: check-go
+	@packaging/dist.sh
+
+# Size budgets: mipsle router build <= 8,000,000 bytes, arm64 full build
+# <= 20,000,000 bytes (stripped).
+size-check: check-go
+	@packaging/check-sizes.sh
+
+# Every MIPS/ARM release target starts under qemu-user and answers
+# `meshd version`; the router build's tests run on little-endian MIPS.
+dist-smoke: check-go
+	@packaging/smoke.sh
+	@QEMU_ARCHS=mipsle QEMU_TAGS=router scripts/qemu-test.sh $(ROUTER_QEMU_PATTERNS)
+
+# Builds release binaries twice (other path, empty build cache) and compares.
+dist-repro: check-go
+	@packaging/repro-check.sh
 
 bench: check-go
 	$(GO) test -run '^$$' -bench . -benchmem ./envelope/...
