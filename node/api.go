@@ -8,10 +8,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	http "github.com/openmeshd/meshd/node/httpd"
 	"io"
 	"io/fs"
+	"log/slog"
 	"net"
-	"net/http"
 	"os"
 	"strconv"
 	"strings"
@@ -30,6 +31,7 @@ type apiServer struct {
 	servers []*http.Server
 	wg      sync.WaitGroup
 	socket  string
+	log     *slog.Logger // refused connections, handler panics
 }
 
 func (a *apiServer) shutdown() {
@@ -47,7 +49,7 @@ func (a *apiServer) shutdown() {
 // startAPI listens on the socket (and TCP address) and serves in the
 // background.
 func (n *Node) startAPI() (*apiServer, error) {
-	a := &apiServer{}
+	a := &apiServer{log: n.log}
 	ln, err := listenUnix(n.paths.Socket)
 	if err != nil {
 		return nil, err
@@ -76,7 +78,10 @@ func (n *Node) startAPI() (*apiServer, error) {
 }
 
 func (a *apiServer) serve(ln net.Listener, h http.Handler) {
-	s := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute, MaxHeaderBytes: 16 << 10}
+	// httpd's zero values are limits (1 MiB bodies, 128 connections, a
+	// minute per write): enough for the API, whose bodies are at most
+	// MaxBody, and for event streams, which write every few seconds.
+	s := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute, MaxHeaderBytes: 16 << 10, Logger: a.log}
 	a.servers = append(a.servers, s)
 	a.wg.Add(1)
 	go func() {

@@ -1,7 +1,7 @@
 package node
 
 import (
-	"net/http"
+	http "github.com/openmeshd/meshd/node/httpd"
 	"time"
 
 	"github.com/openmeshd/meshd/envelope"

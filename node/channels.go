@@ -14,7 +14,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"net/http"
+	http "github.com/openmeshd/meshd/node/httpd"
 	"strings"
 	"time"
 	"unicode/utf8"

@@ -17,7 +17,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"net/http"
+	http "github.com/openmeshd/meshd/node/httpd"
 	"slices"
 	"strconv"
 	"strings"

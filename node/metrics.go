@@ -3,7 +3,7 @@ package node
 import (
 	"bufio"
 	"fmt"
-	"net/http"
+	http "github.com/openmeshd/meshd/node/httpd"
 	"runtime"
 	"sort"
 	"strings"

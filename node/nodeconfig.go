@@ -73,7 +73,7 @@ type Config struct {
 
 	Web struct {
 		Listen  string   `key:"listen" doc:"Serve the web UI (and the API behind its login) on this address, e.g. \"0.0.0.0:8080\". Empty: off. The operator sets the login password with meshd web passwd (docs/webui.md)."`
-		TLS     bool     `key:"tls" doc:"Serve the web UI over HTTPS. Without tls_cert and tls_key a self-signed certificate is generated on first start (web-tls.crt and web-tls.key in the data directory; its fingerprint is logged). Off: plain HTTP, readable by anyone on the network (docs/webui.md)."`
+		TLS     bool     `key:"tls" doc:"Serve the web UI over HTTPS. Without tls_cert and tls_key a self-signed certificate is generated on first start (web-tls.crt and web-tls.key in the data directory; its fingerprint is logged). Off: plain HTTP, readable by anyone on the network (docs/webui.md). Not in the router build (-tags router) nor with -tags nowebtls: there true is an error at start."`
 		TLSCert string   `key:"tls_cert" doc:"Certificate file (PEM) for web.tls, e.g. one your own CA issued. Empty: the self-signed one."`
 		TLSKey  string   `key:"tls_key" doc:"Private key file (PEM) of web.tls_cert. Empty: the self-signed one."`
 		Hosts   []string `key:"hosts" doc:"Host names the web UI answers to besides IP addresses, localhost, single-label names and names under .lan, .local, .home.arpa and .internal; other Host headers are refused (DNS-rebinding protection). Empty: just those."`

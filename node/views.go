@@ -5,7 +5,7 @@ package node
 
 import (
 	"fmt"
-	"net/http"
+	http "github.com/openmeshd/meshd/node/httpd"
 	"sort"
 	"strings"
 	"time"

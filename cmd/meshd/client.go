@@ -8,9 +8,9 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	http "github.com/openmeshd/meshd/node/httpd"
 	"io"
 	"net"
-	"net/http"
 	"os"
 	"strings"
 	"time"
@@ -68,11 +68,11 @@ func newClient(cf clientFlags) (*client, error) {
 		return nil, err
 	}
 	sock := p.Socket
-	tr := &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+	dial := func(ctx context.Context, _, _ string) (net.Conn, error) {
 		var d net.Dialer
 		return d.DialContext(ctx, "unix", sock)
-	}}
-	return &client{hc: &http.Client{Transport: tr}, base: "http://meshd", where: sock}, nil
+	}
+	return &client{hc: &http.Client{Transport: dial}, base: "http://meshd", where: sock}, nil
 }
 
 // errNotRunning says the daemon could not be reached.

@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"crypto/x509"
 	"encoding/pem"
 	"errors"
 	"fmt"
@@ -147,6 +146,9 @@ func cmdWebCert(s stdio, args []string) error {
 	if err != nil {
 		return err
 	}
+	if !web.HasTLS {
+		return web.ErrNoTLS
+	}
 	path := cfg.Web.TLSCert
 	if path == "" {
 		path = filepath.Join(p.Data, web.CertFile)
@@ -155,14 +157,11 @@ func cmdWebCert(s stdio, args []string) error {
 	if err != nil {
 		return fmt.Errorf("%w (meshd run creates it on first start with web.tls = true)", err)
 	}
-	blk, _ := pem.Decode(b)
-	if blk == nil || blk.Type != "CERTIFICATE" {
-		return fmt.Errorf("%s: no PEM certificate", path)
-	}
-	c, err := x509.ParseCertificate(blk.Bytes)
+	names, ips, until, err := web.CertInfo(b)
 	if err != nil {
 		return fmt.Errorf("%s: %w", path, err)
 	}
-	fmt.Fprintf(s.out, "%s\nSHA-256 %s\nnames %v %v\nvalid until %s\n", path, web.Fingerprint(blk.Bytes), c.DNSNames, c.IPAddresses, c.NotAfter.Format("2006-01-02"))
+	blk, _ := pem.Decode(b) // CertInfo found it
+	fmt.Fprintf(s.out, "%s\nSHA-256 %s\nnames %v %v\nvalid until %s\n", path, web.Fingerprint(blk.Bytes), names, ips, until.Format("2006-01-02"))
 	return nil
 }

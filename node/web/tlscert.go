@@ -1,4 +1,4 @@
-//go:build !nowebtls
+//go:build !nowebtls && !router
 
 package web
 
@@ -21,17 +21,18 @@ import (
 )
 
 // HasTLS says this build can serve the web UI over TLS (built without
-// -tags nowebtls).
+// -tags nowebtls or router).
 const HasTLS = true
 
 // TLSListener wraps ln in TLS with LoadOrCreateCert's certificate (TLS 1.2
-// and later, HTTP/2 offered).
+// and later). Only http/1.1 is offered in ALPN: the server behind it is
+// node/httpd, which speaks no HTTP/2.
 func TLSListener(ln net.Listener, certFile, keyFile string, names []string) (tl net.Listener, fingerprint string, created bool, err error) {
 	cert, fp, created, err := LoadOrCreateCert(certFile, keyFile, names)
 	if err != nil {
 		return nil, "", false, err
 	}
-	cfg := &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12, NextProtos: []string{"h2", "http/1.1"}}
+	cfg := &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12, NextProtos: []string{"http/1.1"}}
 	return tls.NewListener(ln, cfg), fp, created, nil
 }
 
@@ -119,4 +120,18 @@ func LocalNames() []string {
 		}
 	}
 	return out
+}
+
+// CertInfo describes a PEM certificate (as `meshd web cert` prints it):
+// the names it is valid for and its expiry.
+func CertInfo(pemBytes []byte) (dnsNames []string, ips []net.IP, notAfter time.Time, err error) {
+	blk, _ := pem.Decode(pemBytes)
+	if blk == nil || blk.Type != "CERTIFICATE" {
+		return nil, nil, time.Time{}, errors.New("no PEM certificate")
+	}
+	c, err := x509.ParseCertificate(blk.Bytes)
+	if err != nil {
+		return nil, nil, time.Time{}, err
+	}
+	return c.DNSNames, c.IPAddresses, c.NotAfter, nil
 }

@@ -1,20 +1,16 @@
-//go:build nowebtls
+//go:build nowebtls || router
 
 package web
 
 import (
-	"errors"
 	"net"
+	"time"
 )
 
 // HasTLS says this build can serve the web UI over TLS: built with -tags
-// nowebtls it cannot (the TLS server and certificate code cost about
-// 450 KB on a router).
+// nowebtls or router it cannot (the TLS server and certificate code cost
+// about 1 MB on mipsle once nothing else links crypto/tls: docs/size.md).
 const HasTLS = false
-
-// ErrNoTLS: web.tls is set, but this meshd was built without TLS for the
-// web UI.
-var ErrNoTLS = errors.New("web.tls: this meshd was built with -tags nowebtls, without TLS for the web UI (use a full build, or a TLS proxy in front)")
 
 // TLSListener refuses: see ErrNoTLS.
 func TLSListener(ln net.Listener, certFile, keyFile string, names []string) (net.Listener, string, bool, error) {
@@ -23,3 +19,8 @@ func TLSListener(ln net.Listener, certFile, keyFile string, names []string) (net
 
 // LocalNames lists nothing in this build.
 func LocalNames() []string { return nil }
+
+// CertInfo refuses: see ErrNoTLS.
+func CertInfo(pemBytes []byte) (dnsNames []string, ips []net.IP, notAfter time.Time, err error) {
+	return nil, nil, time.Time{}, ErrNoTLS
+}

@@ -1,4 +1,4 @@
-//go:build !nowebtls
+//go:build !nowebtls && !router
 
 package web
 
@@ -11,6 +11,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/openmeshd/meshd/node/httpd"
 )
 
 // TestTLSSelfSigned: a self-signed certificate is made once (key 0600),
@@ -49,10 +51,20 @@ func TestTLSSelfSigned(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	hs := &http.Server{Handler: s}
+	hs := &httpd.Server{Handler: s}
 	go hs.Serve(tl)
 	defer hs.Close()
-	hc := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}}
+	// A browser offers h2 first; node/httpd speaks only HTTP/1.1, so ALPN
+	// must settle on http/1.1.
+	tc, err := tls.Dial("tcp", ln.Addr().String(), &tls.Config{InsecureSkipVerify: true, NextProtos: []string{"h2", "http/1.1"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p := tc.ConnectionState().NegotiatedProtocol; p != "http/1.1" {
+		t.Errorf("ALPN negotiated %q, want http/1.1", p)
+	}
+	tc.Close()
+	hc := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}, ForceAttemptHTTP2: true}}
 	url := "https://" + ln.Addr().String()
 	req, _ := http.NewRequest("POST", url+"/web/login", strings.NewReader(`{"password":"correct horse"}`))
 	req.Header.Set("Content-Type", "application/json")
@@ -65,5 +77,8 @@ func TestTLSSelfSigned(t *testing.T) {
 	set := resp.Header.Get("Set-Cookie")
 	if resp.StatusCode != 200 || !strings.HasPrefix(set, "__Host-meshd_session=") || !strings.Contains(set, "Secure") {
 		t.Fatalf("%s %q", resp.Status, set)
+	}
+	if resp.Proto != "HTTP/1.1" {
+		t.Errorf("protocol %s, want HTTP/1.1", resp.Proto)
 	}
 }

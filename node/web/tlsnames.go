@@ -3,6 +3,7 @@ package web
 import (
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"strings"
 )
 
@@ -26,3 +27,7 @@ func Fingerprint(der []byte) string {
 	}
 	return b.String()
 }
+
+// ErrNoTLS: web.tls is set (or a TLS command run), but this meshd was built
+// without TLS for the web UI (HasTLS is false).
+var ErrNoTLS = errors.New("web.tls: this meshd is a router build (or built with -tags nowebtls), without TLS for the web UI: set web.tls = false and reach the UI over a trusted link, put a TLS proxy in front, or use a full build")

@@ -7,8 +7,8 @@ import (
 	"encoding/json"
 	"errors"
 	"flag"
-	"net/http"
-	"net/http/httptest"
+	http "github.com/openmeshd/meshd/node/httpd"
+	httptest "github.com/openmeshd/meshd/node/httpd/httpdtest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -94,7 +94,7 @@ func login(t *testing.T, s *Server, password string) (cookie, csrf string, code 
 	}
 	var v sessionView
 	_ = json.Unmarshal(w.Body.Bytes(), &v)
-	c := w.Result().Cookies()
+	c := w.Cookies()
 	if len(c) != 1 {
 		t.Fatalf("login set %d cookies", len(c))
 	}
