@@ -10,7 +10,7 @@ ROUTER_QEMU_PATTERNS := $(CORE_PATTERNS)
 # Cross-compilation targets every commit must build for.
 CROSS := linux/amd64 linux/arm64 linux/arm/7 linux/mips/softfloat linux/mipsle/softfloat
 
-.PHONY: all build run test deps check-go fmt vet race cross qemu fuzz bench sim-big clean dist size-check dist-smoke dist-repro
+.PHONY: all build run test deps check-go fmt vet race cross qemu fuzz bench sim-big clean dist size-check dist-smoke dist-repro ipk deb package-check
 
 all: build
 
@@ -70,6 +70,20 @@ dist-smoke: check-go
 # Builds release binaries twice (other path, empty build cache) and compares.
 dist-repro: check-go
 	@packaging/repro-check.sh
+
+# OpenWrt .ipk per architecture (router build) and Debian .deb per
+# architecture (full build) from dist/, into dist/ (docs/install-openwrt.md,
+# docs/install-debian.md). Missing dist/ binaries are built first.
+ipk: check-go
+	@packaging/packages.sh ipk
+
+deb: check-go
+	@packaging/packages.sh deb
+
+# Builds one .ipk (mipsel_24kc) and one .deb (amd64) and checks them as opkg
+# and dpkg see them; runs lintian and systemd-analyze when installed.
+package-check: check-go
+	@packaging/check.sh
 
 bench: check-go
 	$(GO) test -run '^$$' -bench . -benchmem ./envelope/...
