@@ -70,6 +70,10 @@ usermod -aG meshd "$member"
 check "group member: meshd status works (login shell sets MESHD_DATA)" su - "$member" -c 'meshd status'
 check "group member: cannot read the identity key" sh -c "! su - $member -c 'cat /var/lib/meshd/identity.key'"
 check "non-member: meshd status --data /var/lib/meshd is refused" sh -c "! su - $other -c 'meshd status --data /var/lib/meshd'"
+check "web passwd as user meshd writes a file the daemon can read" sh -c '
+	echo "correct horse battery staple" |
+		runuser -u meshd -- meshd web passwd --data /var/lib/meshd --config /etc/meshd/meshd.conf &&
+		test "$(stat -c "%U %a" /var/lib/meshd/web.passwd)" = "meshd 600"'
 kill -HUP "$pid"
 sleep 1
 check "SIGHUP reloads" grep -q "SIGHUP: reloading" "$log"
