@@ -76,9 +76,12 @@ else
 	[ "$(uname -m)" = x86_64 ] && host_meshd=$tmp/bin/meshd-amd64
 fi
 if [ -z "$host_meshd" ]; then
-	(cd "$root" && go build -tags router -o "$tmp/meshd-host" ./cmd/meshd)
+	(cd "$root" && go build -o "$tmp/meshd-host" ./cmd/meshd)
 	host_meshd=$tmp/meshd-host
 fi
+# The router build for this machine: what the .ipk runs, started below with
+# the config the shipped /etc/config/meshd produces.
+(cd "$root" && CGO_ENABLED=0 go build -tags router -o "$tmp/meshd-host-router" ./cmd/meshd)
 
 # ---------------------------------------------------------------- .ipk
 echo "checking $ipk"
@@ -153,6 +156,41 @@ check "ipk: meshd accepts the writer's config with everything empty" sh -c '
 	. "$1"; config_list_foreach() { :; }
 	write_conf >"$2"' _ "$x/data/etc/init.d/meshd" "$tmp/empty.conf"
 check "ipk: ... and meshd accepts it" meshd_accepts "$tmp/empty.conf"
+
+# The shipped /etc/config/meshd through the writer, with the web UI turned
+# on: the router build must start with it (it has no web TLS, so a web.tls
+# default of 1 would stop it). UCI is read by a small awk instead of
+# OpenWrt's uci; "listen" of sections other than main becomes web_listen and
+# api_listen as in the init script.
+awk -v q="'" '
+function val(  v) { v = $0; sub(/^[ \t]*(option|list)[ \t]+[^ \t]+[ \t]*/, "", v); gsub(q, "", v); return v }
+$1 == "config" { sec = $3; gsub(q, "", sec) }
+$1 == "option" { n = $2; if (n == "listen" && sec != "main") n = sec "_listen"; print n "=" q val() q }
+$1 == "list" { l = "list_" sec "_" $2; print l "=\"${" l ":+$" l " }" val() "\"" }
+' "$x/data/etc/config/meshd" >"$tmp/uci-vars.sh"
+cat >"$tmp/defaults.sh" <<'END'
+. "$1"
+config_list_foreach() { eval "_l=\${list_$1_$2:-}"; for _i in $_l; do "$3" "$_i"; done; }
+. "$2"
+web_listen=127.0.0.1:0
+write_conf
+END
+sh "$tmp/defaults.sh" "$x/data/etc/init.d/meshd" "$tmp/uci-vars.sh" >"$tmp/defaults.conf"
+check "ipk: shipped UCI defaults give listen :4731, mdns on, log level info" sh -c '
+	grep -qx "listen = \":4731\"" "$1" && grep -qx "mdns = true" "$1" && grep -qx "level = \"info\"" "$1"' _ "$tmp/defaults.conf"
+# Loopback and no mDNS for the test run (the environment overrides the file).
+MESHD_TCP_LISTEN=127.0.0.1:0 MESHD_TCP_MDNS=false \
+	"$tmp/meshd-host-router" run --config "$tmp/defaults.conf" --data "$tmp/owrt-data" >"$tmp/owrt.log" 2>&1 &
+owrt=$!
+i=0
+while ! grep -q 'msg="web UI"' "$tmp/owrt.log" && kill -0 "$owrt" 2>/dev/null && [ $i -lt 100 ]; do
+	sleep 0.1
+	i=$((i + 1))
+done
+check "ipk: the router build starts with the shipped UCI defaults and the web UI on" grep -q 'msg="web UI"' "$tmp/owrt.log"
+kill "$owrt" 2>/dev/null || true
+wait "$owrt" 2>/dev/null || true
+grep -q 'msg="web UI"' "$tmp/owrt.log" || sed 's/^/      /' "$tmp/owrt.log" >&2
 
 # ---------------------------------------------------------------- .deb
 echo "checking $deb"
