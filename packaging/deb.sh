@@ -79,7 +79,7 @@ grep -q '^\[tcp\]' "$pkg/etc/meshd/meshd.conf" || die "no config template (meshd
 # A native package's changelog (Debian policy 12.7): one entry per build;
 # the history is git's.
 maint=${DEB_MAINTAINER:-meshd developers <maintainers@meshd.invalid>}
-printf 'meshd (%s) unstable; urgency=medium\n\n  * Release %s; changes: git log of https://github.com/openmeshd/meshd.\n\n -- %s  %s\n' \
+printf 'meshd (%s) unstable; urgency=medium\n\n  * Release %s.\n  * Changes: the git log of https://github.com/openmeshd/meshd.\n\n -- %s  %s\n' \
 	"$version" "$version" "$maint" "$(date -u -R -d "@$sde")" | gzip -n -9 >"$pkg/usr/share/doc/meshd/changelog.gz"
 chmod 0644 "$pkg/usr/share/doc/meshd/changelog.gz"
 # Go links statically by design (CGO_ENABLED=0: one binary for every libc).
