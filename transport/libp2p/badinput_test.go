@@ -240,6 +240,9 @@ func TestStreamFlood(t *testing.T) {
 // random keys over the meshd DHT protocol. The bounded provider store keeps
 // at most its quota; the rendezvous record of the network still resolves.
 func TestDHTJunkProviders(t *testing.T) {
+	if !dhtBuilt {
+		t.Skip("built with -tags nodht")
+	}
 	a := startNode(t, nil)
 	key, _ := ed25519Key(t)
 	h := plainHost(t, key)

@@ -4,15 +4,12 @@ package libp2p
 
 import (
 	"context"
-	"fmt"
 	"log/slog"
 	"time"
 
 	"github.com/ipfs/go-cid"
-	dht "github.com/libp2p/go-libp2p-kad-dht"
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
-	"github.com/libp2p/go-libp2p/p2p/discovery/mdns"
 	mh "github.com/multiformats/go-multihash"
 )
 
@@ -23,30 +20,14 @@ func RendezvousKey(networkID string) cid.Cid {
 	return cid.NewCidV1(cid.Raw, sum)
 }
 
-// startDHT starts meshd's own Kademlia DHT: values off (meshd stores
-// nothing in it), providers in a bounded in-memory store (only the
-// rendezvous records), bootstrap peers from the options.
-func (t *Transport) startDHT(ctx context.Context) error {
-	mode := dht.ModeAutoServer
-	if t.opts.DHTClient {
-		mode = dht.ModeClient
-	}
-	prov := newProviderStore(256, 64)
-	d, err := dht.New(ctx, t.host,
-		dht.ProtocolPrefix(dhtPrefix),
-		dht.Mode(mode),
-		dht.DisableValues(),
-		dht.ProviderStore(prov),
-		dht.BootstrapPeers(t.bootstrap...),
-		dht.RoutingTableRefreshPeriod(10*time.Minute),
-	)
-	if err != nil {
-		return fmt.Errorf("libp2p: dht: %w", err)
-	}
-	t.mu.Lock()
-	t.dht, t.prov = d, prov
-	t.mu.Unlock()
-	return nil
+// rendezvousDHT is what discovery uses of the DHT (dht.go); nil in a build
+// with -tags nodht (nodht.go).
+type rendezvousDHT interface {
+	Bootstrap(ctx context.Context) error
+	Provide(ctx context.Context, key cid.Cid, announce bool) error
+	FindProvidersAsync(ctx context.Context, key cid.Cid, count int) <-chan peer.AddrInfo
+	Close() error
+	routingTableSize() int
 }
 
 // startDiscovery starts the bootstrap, rendezvous and mDNS loops.
@@ -61,14 +42,7 @@ func (t *Transport) startDiscovery(ctx context.Context) {
 		t.rendezvousLoop(ctx)
 	}()
 	if t.opts.MDNS {
-		svc := mdns.NewMdnsService(t.host, "_meshd-libp2p._udp", mdnsNotifee{t})
-		if err := svc.Start(); err != nil {
-			t.log.Warn("libp2p: mDNS disabled", "err", err.Error())
-			return
-		}
-		t.mu.Lock()
-		t.mdns = svc
-		t.mu.Unlock()
+		t.startMDNS()
 	}
 }
 
@@ -80,19 +54,6 @@ func (t *Transport) stopDiscovery() {
 	if svc != nil {
 		svc.Close()
 	}
-}
-
-type mdnsNotifee struct{ t *Transport }
-
-// HandlePeerFound connects to a peer mDNS found (bounded by the spawn and
-// the resource manager).
-func (n mdnsNotifee) HandlePeerFound(ai peer.AddrInfo) {
-	t := n.t
-	if ai.ID == t.pid {
-		return
-	}
-	t.count(&t.st.mdnsFound)
-	t.spawn(func() { t.connect(ai) })
 }
 
 // connect dials a peer, bounded in time.
@@ -182,20 +143,22 @@ func (t *Transport) rendezvous(ctx context.Context, key cid.Cid) {
 	t.count(&t.st.rendezvousRounds)
 	rctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	if err := t.dht.Provide(rctx, key, true); err != nil {
-		t.logEvery("provide", slog.LevelDebug, "libp2p: providing the rendezvous key failed", "err", err.Error())
-	}
-	found := 0
-	for ai := range t.dht.FindProvidersAsync(rctx, key, 64) {
-		if ai.ID == t.pid || len(ai.Addrs) == 0 {
-			continue
+	if t.dht != nil { // nil with -tags nodht: links to connected peers only
+		if err := t.dht.Provide(rctx, key, true); err != nil {
+			t.logEvery("provide", slog.LevelDebug, "libp2p: providing the rendezvous key failed", "err", err.Error())
 		}
-		found++
-		if t.host.Network().Connectedness(ai.ID) != network.Connected {
-			t.spawn(func() { t.connect(ai) })
+		found := 0
+		for ai := range t.dht.FindProvidersAsync(rctx, key, 64) {
+			if ai.ID == t.pid || len(ai.Addrs) == 0 {
+				continue
+			}
+			found++
+			if t.host.Network().Connectedness(ai.ID) != network.Connected {
+				t.spawn(func() { t.connect(ai) })
+			}
 		}
+		t.st.rendezvousFound.Store(uint64(found))
 	}
-	t.st.rendezvousFound.Store(uint64(found))
 	for _, p := range t.host.Network().Peers() {
 		if t.linkTo(p) == nil && t.opener(p) {
 			if protos, err := t.host.Peerstore().SupportsProtocols(p, EnvelopeProtocol); err == nil && len(protos) > 0 {

@@ -16,6 +16,9 @@ import (
 // find each other through the DHT rendezvous, link up pairwise, and
 // exchange gossip floods and unicast frames.
 func TestFiveNodesDHT(t *testing.T) {
+	if !dhtBuilt {
+		t.Skip("built with -tags nodht")
+	}
 	start := time.Now()
 	boot := startNode(t, nil)
 	nodes := []*node{boot}

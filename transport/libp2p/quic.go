@@ -1,4 +1,4 @@
-//go:build !router && !noquic && (amd64 || arm64)
+//go:build !router && quic && (amd64 || arm64)
 
 package libp2p
 
@@ -14,8 +14,8 @@ import (
 	"github.com/quic-go/quic-go"
 )
 
-// quicBuilt says whether this build carries QUIC (64-bit x86 and ARM only:
-// see docs/libp2p.md for what it costs and why routers go without).
+// quicBuilt says whether this build carries QUIC (-tags quic, 64-bit x86
+// and ARM only: see docs/libp2p.md for what it costs and why it is opt-in).
 const quicBuilt = true
 
 func addQUIC(sw *swarm.Swarm, priv crypto.PrivKey, rm network.ResourceManager) (io.Closer, error) {

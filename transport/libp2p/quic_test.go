@@ -1,4 +1,4 @@
-//go:build !router && !noquic && (amd64 || arm64)
+//go:build !router && quic && (amd64 || arm64)
 
 package libp2p
 

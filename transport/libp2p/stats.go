@@ -94,7 +94,7 @@ func (t *Transport) Stats() Stats {
 		}
 	}
 	if d != nil {
-		s.RoutingTable = d.RoutingTable().Size()
+		s.RoutingTable = d.routingTableSize()
 	}
 	if g != nil {
 		s.GossipPublished, s.GossipPublishErrors = g.published.Load(), g.publishErrors.Load()

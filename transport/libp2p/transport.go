@@ -15,7 +15,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	dht "github.com/libp2p/go-libp2p-kad-dht"
 	pubsub "github.com/libp2p/go-libp2p-pubsub"
 	"github.com/libp2p/go-libp2p/core/crypto"
 	"github.com/libp2p/go-libp2p/core/event"
@@ -49,7 +48,7 @@ type Transport struct {
 	runCtx   context.Context
 	wg       sync.WaitGroup
 	host     *builtHost
-	dht      *dht.IpfsDHT
+	dht      rendezvousDHT // nil: built with -tags nodht
 	ps       *pubsub.PubSub
 	gossip   *gossipLink
 	prov     *providerStore
@@ -58,6 +57,12 @@ type Transport struct {
 	opening  map[peer.ID]bool
 	logAt    map[string]time.Time
 }
+
+// errNoDHT: libp2p.dht_client is set in a build without the DHT.
+var errNoDHT = errors.New("libp2p: this build has no DHT (-tags nodht): libp2p.dht_client cannot apply; remove it, or use a build with the DHT (docs/libp2p.md)")
+
+// errNoMDNS: libp2p.mdns is set in a build without libp2p's mDNS.
+var errNoMDNS = errors.New("libp2p: this build has no libp2p mDNS: libp2p.mdns needs a build with -tags libp2pmdns (tcp.mdns finds meshd nodes on a LAN without it; docs/libp2p.md)")
 
 // New checks opts and prepares a transport. It opens no socket.
 func New(opts Options) (*Transport, error) {
@@ -75,6 +80,12 @@ func New(opts Options) (*Transport, error) {
 	if opts.QUIC && !quicBuilt {
 		_, err := addQUIC(nil, nil, nil)
 		return nil, err
+	}
+	if opts.MDNS && !mdnsBuilt {
+		return nil, errNoMDNS
+	}
+	if opts.DHTClient && !dhtBuilt {
+		return nil, errNoDHT
 	}
 	for _, a := range opts.ListenAddrs {
 		if _, err := ma.NewMultiaddr(a); err != nil {
