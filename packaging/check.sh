@@ -211,7 +211,8 @@ contents=$(dpkg-deb --contents "$deb")
 check "deb: every entry is root/root" sh -c '! echo "$1" | awk "{print \$2}" | grep -v "^root/root$"' _ "$contents"
 dmode() { echo "$contents" | awk -v p="./$1" '$6 == p { print $1 }'; }
 check "deb: /usr/bin/meshd is -rwxr-xr-x" test "$(dmode usr/bin/meshd)" = -rwxr-xr-x
-for f in usr/lib/systemd/system/meshd.service usr/lib/sysusers.d/meshd.conf etc/meshd/meshd.conf \
+for f in usr/lib/systemd/system/meshd.service usr/lib/sysusers.d/meshd.conf \
+	usr/lib/modules-load.d/meshd.conf etc/meshd/meshd.conf \
 	etc/profile.d/meshd.sh usr/share/doc/meshd/copyright usr/share/doc/meshd/changelog.gz; do
 	check "deb: /$f is -rw-r--r--" test "$(dmode "$f")" = -rw-r--r--
 done

@@ -6,6 +6,7 @@
 #   /usr/bin/meshd
 #   /usr/lib/systemd/system/meshd.service  hardened unit, user meshd
 #   /usr/lib/sysusers.d/meshd.conf         the meshd user and group
+#   /usr/lib/modules-load.d/meshd.conf     USB serial drivers loaded at boot
 #   /etc/meshd/meshd.conf                  conffile: `meshd init` template
 #   /etc/profile.d/meshd.sh                group meshd -> MESHD_DATA
 #   /usr/share/doc/meshd/copyright, changelog.gz
@@ -51,6 +52,8 @@ mkdir -p "$pkg/DEBIAN" "$pkg/usr/bin" "$pkg/usr/lib/systemd/system" \
 install -m 0755 "$bin" "$pkg/usr/bin/meshd"
 install -m 0644 "$deb/meshd.service" "$pkg/usr/lib/systemd/system/meshd.service"
 install -m 0644 "$deb/meshd.sysusers" "$pkg/usr/lib/sysusers.d/meshd.conf"
+mkdir -p "$pkg/usr/lib/modules-load.d"
+install -m 0644 "$deb/meshd.modules-load" "$pkg/usr/lib/modules-load.d/meshd.conf"
 install -m 0644 "$deb/meshd.profile" "$pkg/etc/profile.d/meshd.sh"
 install -m 0644 "$deb/copyright" "$pkg/usr/share/doc/meshd/copyright"
 
