@@ -1,4 +1,4 @@
-# /etc/profile.d/meshd.sh (meshd package): members of group meshd reach the
+# meshd package, /etc/profile.d/meshd.sh: members of group meshd reach the
 # system daemon with the plain `meshd` CLI. The CLI looks for the API socket
 # in $MESHD_DATA, else ~/.local/share/meshd for users other than root; this
 # points it at the service's data directory. Override with --data.
