@@ -10,7 +10,8 @@ import (
 // TestRouterBuildDeps: the router build (mipsle, -tags router) links none
 // of the packages that made it miss its size budget (docs/size.md): net/http
 // (node/httpd replaces it), crypto/tls and x509 (no web UI TLS in the router
-// build), the virtual radio (a development tool).
+// build), the virtual radio (a development tool), regexp (transport/serialport
+// replaces go.bug.st/serial).
 func TestRouterBuildDeps(t *testing.T) {
 	if testing.Short() {
 		t.Skip("go list of the whole binary")
@@ -22,7 +23,8 @@ func TestRouterBuildDeps(t *testing.T) {
 		t.Fatalf("go list: %v", err)
 	}
 	forbidden := []string{"net/http", "crypto/tls", "crypto/x509", "encoding/asn1", "vendor/golang.org/x/net/idna",
-		"github.com/openmeshd/meshd/firmware-bridge/vradio"}
+		"github.com/openmeshd/meshd/firmware-bridge/vradio",
+		"regexp", "go.bug.st/serial"} // 320 KiB: go.bug.st/serial compiled a regexp at init
 	deps := strings.Fields(string(out))
 	for _, p := range deps {
 		for _, f := range forbidden {

@@ -7,7 +7,7 @@ import (
 	"strings"
 	"text/tabwriter"
 
-	"go.bug.st/serial/enumerator"
+	"github.com/openmeshd/meshd/transport/serialport"
 )
 
 // cmdRadio is `meshd radio list|sim`.
@@ -73,14 +73,14 @@ func radioList(s stdio, args []string) error {
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
-	ports, err := enumerator.GetDetailedPortsList()
+	ports, err := serialport.List()
 	if err != nil {
 		return fmt.Errorf("listing serial ports: %w", err)
 	}
 	var out []portInfo
 	for _, p := range ports {
-		pi := portInfo{Port: p.Name, USB: p.IsUSB, VID: strings.ToLower(p.VID), PID: strings.ToLower(p.PID), Serial: p.SerialNumber, Product: p.Product}
-		if p.IsUSB {
+		pi := portInfo{Port: p.Path, USB: p.USB, VID: p.VID, PID: p.PID, Serial: p.Serial, Product: p.Product}
+		if p.USB {
 			pi.Chip = likelyRadio(p.VID, p.PID)
 			pi.LikelyRadio = pi.Chip != ""
 		}
