@@ -17,8 +17,6 @@ import (
 	"sync"
 	"time"
 
-	"go.bug.st/serial"
-
 	"github.com/openmeshd/meshd/envelope"
 	"github.com/openmeshd/meshd/envelope/clock"
 	"github.com/openmeshd/meshd/firmware-bridge/rnode"
@@ -26,6 +24,7 @@ import (
 	"github.com/openmeshd/meshd/transport/lora/airtime"
 	"github.com/openmeshd/meshd/transport/lora/core"
 	"github.com/openmeshd/meshd/transport/lora/dutycycle"
+	"github.com/openmeshd/meshd/transport/serialport"
 )
 
 // ErrNoRegion is returned (wrapped) by Send when no region is configured.
@@ -70,7 +69,7 @@ type Options struct {
 	ReconnectInterval time.Duration
 	// Clock; nil means the system clock.
 	Clock clock.Clock
-	// Open opens the port; nil means go.bug.st/serial at 115200 baud.
+	// Open opens the port; nil means serialport.Open at 115200 baud.
 	Open func(path string) (io.ReadWriteCloser, error)
 	// Logger; nil discards.
 	Logger *slog.Logger
@@ -127,7 +126,11 @@ func New(o Options) (*Transport, error) {
 	}
 	if t.open == nil {
 		t.open = func(p string) (io.ReadWriteCloser, error) {
-			return serial.Open(p, &serial.Mode{BaudRate: 115200})
+			f, err := serialport.Open(p, 115200)
+			if err != nil {
+				return nil, err // not a typed nil in the interface
+			}
+			return f, nil
 		}
 	}
 	t.mod = rnode.Modulation(o.SF, int(o.BandwidthHz), o.CR, o.Chip)
