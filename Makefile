@@ -4,7 +4,7 @@ GO        ?= go
 FUZZTIME  ?= 3s
 # Core packages: pure protocol logic that must behave the same on every CPU we
 # ship to. Their tests also run on big-endian MIPS and on ARM under qemu-user.
-CORE_PATTERNS := ./envelope/... ./routing/... ./transport/lora/... ./broadcast/... ./fapp/... ./firmware-bridge/kiss/...
+CORE_PATTERNS := ./envelope/... ./routing/... ./transport/lora/... ./transport/serialport/... ./broadcast/... ./fapp/... ./firmware-bridge/kiss/...
 # Tested with -tags router on mipsle under qemu (make dist-smoke).
 ROUTER_QEMU_PATTERNS := $(CORE_PATTERNS)
 # Cross-compilation targets every commit must build for.
