@@ -54,6 +54,10 @@ meshd_accepts() {
 	esac
 }
 
+# One timestamp for both builds of the reproducibility check: the last
+# commit's time could change between them in a busy tree.
+SOURCE_DATE_EPOCH=$(source_date_epoch)
+export SOURCE_DATE_EPOCH
 out=${OUT:-$tmp/pkg}
 version=${VERSION:-0.0.1}
 if [ $# -eq 2 ]; then
@@ -122,8 +126,13 @@ check "ipk: /etc/init.d/meshd is -rwxr-xr-x" test "$(mode etc/init.d/meshd)" = -
 check "ipk: /etc/config/meshd is -rw------- (may hold the network key)" test "$(mode etc/config/meshd)" = -rw-------
 check "ipk: init script runs under rc.common with procd" \
 	sh -c 'head -n 1 "$1" | grep -qx "#!/bin/sh /etc/rc.common" && grep -qx "USE_PROCD=1" "$1" && grep -q "procd_add_reload_trigger meshd" "$1"' _ "$x/data/etc/init.d/meshd"
-check "ipk: init script parses (sh -n)" sh -n "$x/data/etc/init.d/meshd"
-check "ipk: hotplug handler parses (sh -n)" sh -n "$x/data/etc/hotplug.d/tty/50-meshd"
+# OpenWrt's shell is busybox ash: use it for the init script when it is
+# here (apt install busybox), else the system sh.
+owrt_sh=sh
+command -v busybox >/dev/null 2>&1 && owrt_sh="busybox sh"
+echo "      OpenWrt scripts run with: $owrt_sh"
+check "ipk: init script parses ($owrt_sh -n)" $owrt_sh -n "$x/data/etc/init.d/meshd"
+check "ipk: hotplug handler parses ($owrt_sh -n)" $owrt_sh -n "$x/data/etc/hotplug.d/tty/50-meshd"
 for s in postinst prerm; do
 	check "ipk: $s is executable" test -x "$x/control/$s"
 	check "ipk: $s parses (sh -n)" sh -n "$x/control/$s"
@@ -147,12 +156,12 @@ web_listen='127.0.0.1:8080' tls=1 list_web_host='mesh.example.org'
 api_listen='' log_level=debug routing_commit_delay=30s
 write_conf
 EOF
-check "ipk: UCI writer output" sh "$tmp/writer.sh" "$x/data/etc/init.d/meshd"
-sh "$tmp/writer.sh" "$x/data/etc/init.d/meshd" >"$tmp/uci.conf" 2>&1 || true
+check "ipk: UCI writer output" $owrt_sh "$tmp/writer.sh" "$x/data/etc/init.d/meshd"
+$owrt_sh "$tmp/writer.sh" "$x/data/etc/init.d/meshd" >"$tmp/uci.conf" 2>&1 || true
 check "ipk: UCI writer quotes \" and \\" grep -qxF 'name = "Node \"A\" \\ on the roof"' "$tmp/uci.conf"
 check "ipk: UCI writer lists" grep -qxF 'peers = ["192.0.2.1:4731", "example.net:4731#00112233445566778899aabbccddeeff"]' "$tmp/uci.conf"
 check "ipk: meshd accepts the UCI writer's config" meshd_accepts "$tmp/uci.conf"
-check "ipk: meshd accepts the writer's config with everything empty" sh -c '
+check "ipk: meshd accepts the writer's config with everything empty" $owrt_sh -c '
 	. "$1"; config_list_foreach() { :; }
 	write_conf >"$2"' _ "$x/data/etc/init.d/meshd" "$tmp/empty.conf"
 check "ipk: ... and meshd accepts it" meshd_accepts "$tmp/empty.conf"
@@ -175,7 +184,7 @@ config_list_foreach() { eval "_l=\${list_$1_$2:-}"; for _i in $_l; do "$3" "$_i"
 web_listen=127.0.0.1:0
 write_conf
 END
-sh "$tmp/defaults.sh" "$x/data/etc/init.d/meshd" "$tmp/uci-vars.sh" >"$tmp/defaults.conf"
+$owrt_sh "$tmp/defaults.sh" "$x/data/etc/init.d/meshd" "$tmp/uci-vars.sh" >"$tmp/defaults.conf"
 check "ipk: shipped UCI defaults give listen :4731, mdns on, log level info" sh -c '
 	grep -qx "listen = \":4731\"" "$1" && grep -qx "mdns = true" "$1" && grep -qx "level = \"info\"" "$1"' _ "$tmp/defaults.conf"
 # Loopback and no mDNS for the test run (the environment overrides the file).
