@@ -13,7 +13,8 @@
 # SDK modes; the init script a procd rc.common script, executable; the
 # binary's CPU matches Architecture; maintainer scripts hand over to
 # default_postinst/default_prerm; two builds are byte-identical; the init
-# script's UCI-to-meshd.conf writer produces a file meshd accepts.
+# script's UCI-to-meshd.conf writer produces a file meshd accepts, and its
+# start_service does what it should (packaging/owrt-init-test.sh, as root).
 # .deb: dpkg-deb --info fields, --contents owners and modes, conffiles, the
 # unit's directives, systemd-analyze verify and security (when systemd-analyze
 # is here), lintian (when installed: no errors), maintainer scripts parse,
@@ -200,6 +201,13 @@ check "ipk: the router build starts with the shipped UCI defaults and the web UI
 kill "$owrt" 2>/dev/null || true
 wait "$owrt" 2>/dev/null || true
 grep -q 'msg="web UI"' "$tmp/owrt.log" || sed 's/^/      /' "$tmp/owrt.log" >&2
+# start_service itself, in a private mount namespace (root, busybox).
+rc=0
+MESHD_HOST=$host_meshd "$here/owrt-init-test.sh" "$x/data/etc/init.d/meshd" "$x/data/etc/config/meshd" || rc=$?
+case $rc in
+0 | 77) ;;
+*) fail "ipk: init script start_service (packaging/owrt-init-test.sh)" ;;
+esac
 
 # ---------------------------------------------------------------- .deb
 echo "checking $deb"
