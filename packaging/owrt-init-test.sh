@@ -141,4 +141,36 @@ UCI=$tmp/uci TMPD=$tmp PROCD=$tmp/procd INIT=$init DATA=$data \
 	unshare -m busybox sh "$tmp/run.sh" 2>"$tmp/err" || true
 t "extra_config without a [section] header is refused" sh -c '
 	grep -qx "rc=1" "$1" && ! grep -q open_instance "$1" && grep -q "must start with a \[section\]" "$2"' _ "$tmp/procd" "$tmp/err"
+# The tty hotplug handler, next to the init script in the package: on "add"
+# of the configured port it gives the daemon's group rw; other ports and
+# other actions are left alone. uci is a stand-in reading the test's UCI.
+hotplug=$(dirname "$(dirname "$init")")/hotplug.d/tty/50-meshd
+if [ -f "$hotplug" ]; then
+	cat >"$tmp/hotplug.sh" <<'EOF'
+mount -t tmpfs none /dev
+mknod /dev/null c 1 3 && chmod 0666 /dev/null
+mknod /dev/ttyACM0 c 166 0 && chmod 0600 /dev/ttyACM0
+mknod /dev/ttyACM1 c 166 1 && chmod 0600 /dev/ttyACM1
+uci() { # uci -q get meshd.SECTION.OPTION
+	_k=${3#meshd.}
+	awk -v s="${_k%%.*}" -v o="${_k#*.}" -v q="'" '
+	$1 == "config" { sec = $3; gsub(q, "", sec) }
+	sec == s && $1 == "option" && $2 == o { v = $0; sub(/^[ \t]*option[ \t]+[^ \t]+[ \t]*/, "", v); gsub(q, "", v); print v; f = 1 }
+	END { exit !f }' "$UCI"
+}
+ACTION=remove DEVNAME=ttyACM0 . "$HOTPLUG"
+ACTION=add DEVNAME=ttyACM1 . "$HOTPLUG"
+stat -c '%U:%G %a %n' /dev/ttyACM0 /dev/ttyACM1 >"$TMPD/hp-before"
+ACTION=add DEVNAME=ttyACM0 . "$HOTPLUG"
+stat -c '%U:%G %a %n' /dev/ttyACM0 /dev/ttyACM1 >"$TMPD/hp-after"
+EOF
+	sed "s|option device '/var/ttyFAKE0'|option device '/dev/ttyACM0'|" "$tmp/uci" >"$tmp/uci.hp"
+	# The handler ends with exit: run each event in a subshell.
+	sed -i 's|^\(ACTION=.*\) \. "\$HOTPLUG"$|(\1 . "$HOTPLUG")|' "$tmp/hotplug.sh"
+	UCI=$tmp/uci.hp TMPD=$tmp HOTPLUG=$hotplug unshare -m busybox sh "$tmp/hotplug.sh" 2>"$tmp/err" || true
+	t "hotplug: remove and other ports change nothing" sh -c '
+		grep -qx "root:root 600 /dev/ttyACM0" "$1" && grep -qx "root:root 600 /dev/ttyACM1" "$1"' _ "$tmp/hp-before"
+	t "hotplug: add of the configured port gives group nogroup rw" sh -c '
+		grep -qx "root:nogroup 660 /dev/ttyACM0" "$1" && grep -qx "root:root 600 /dev/ttyACM1" "$1"' _ "$tmp/hp-after"
+fi
 [ "$fails" -eq 0 ] || exit 1
