@@ -95,6 +95,18 @@ waitapi() { # waitapi DATADIR PID
 	exit 1
 }
 
+# post_batch DATADIR TO FIRST COUNT TEXT posts COUNT messages at once (a POST
+# returns once its message is committed: concurrent ones share a commit) and
+# prints the HTTP status of each.
+post_batch() {
+	local j
+	for j in $(seq "$3" $(($3 + $4 - 1))); do
+		curl -s -o /dev/null -w '%{http_code}\n' --unix-socket "$1/meshd.sock" \
+			-H 'Content-Type: application/json' -d "{\"to\":\"$2\",\"text\":\"$j $5\"}" http://meshd/v1/messages &
+	done
+	wait
+}
+
 row() { # row ARCH STATE PID DATADIR
 	local rss hwm heap sys
 	rss=$(kb "$3" VmRSS) hwm=$(kb "$3" VmHWM)
@@ -148,13 +160,13 @@ for arch in "$@"; do
 	start=$(date +%s)
 	i=0
 	while [ "$i" -lt "$N" ]; do
-		code=$(curl -s -o /dev/null -w '%{http_code}' --unix-socket "$db/meshd.sock" \
-			-H 'Content-Type: application/json' -d "{\"to\":\"$addr\",\"text\":\"$i $text\"}" http://meshd/v1/messages)
-		case "$code" in
-		202) i=$((i + 1)) ;;
-		503) sleep 0.2 ;; # outbox quota: wait for acknowledgements
-		*) echo "measure-rss: send answered $code" >&2; exit 1 ;;
-		esac
+		n=$((N - i < 32 ? N - i : 32))
+		codes=$(post_batch "$db" "$addr" "$i" "$n" "$text")
+		ok=$(echo "$codes" | grep -c '^202$' || true)
+		bad=$(echo "$codes" | grep -v '^202$' | grep -v '^503$' || true)
+		[ -z "$bad" ] || { echo "measure-rss: send answered $bad" >&2; exit 1; }
+		i=$((i + ok))
+		[ "$ok" -eq "$n" ] || sleep 0.5 # outbox quota: wait for acknowledgements
 	done
 	for _ in $(seq 1800); do
 		[ "$(status "$da" unread)" -ge "$N" ] && break
@@ -175,12 +187,13 @@ for arch in "$@"; do
 		mkdir -p "$dx"
 		to=$("$host" id --data "$dx" --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["address"])')
 		while :; do
-			code=$(curl -s -o /dev/null -w '%{http_code}' --unix-socket "$da/meshd.sock" \
-				-H 'Content-Type: application/json' -d "{\"to\":\"$to\",\"text\":\"$q $text\"}" http://meshd/v1/messages)
-			[ "$code" = 202 ] || break
-			q=$((q + 1))
+			codes=$(post_batch "$da" "$to" "$q" 32 "$text")
+			ok=$(echo "$codes" | grep -c '^202$' || true)
+			bad=$(echo "$codes" | grep -v '^202$' | grep -v '^503$' || true)
+			[ -z "$bad" ] || { echo "measure-rss: queueing answered $bad" >&2; exit 1; }
+			q=$((q + ok))
+			[ "$ok" -eq 32 ] || break # the quota refused the rest
 		done
-		[ "$code" = 503 ] || { echo "measure-rss: queueing answered $code" >&2; exit 1; }
 	done
 	echo "        ($q messages queued for 4 unreachable nodes; outbox $(status "$da" outbox))"
 	sleep "$SETTLE"
