@@ -9,7 +9,7 @@ import (
 
 // HasTLS says this build can serve the web UI over TLS: built with -tags
 // nowebtls or router it cannot (the TLS server and certificate code cost
-// about 1 MB on mipsle once nothing else links crypto/tls: docs/size.md).
+// 2.3 MB on mipsle once nothing else links crypto/tls: docs/size.md).
 const HasTLS = false
 
 // TLSListener refuses: see ErrNoTLS.
