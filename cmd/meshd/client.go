@@ -12,6 +12,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -68,11 +69,44 @@ func newClient(cf clientFlags) (*client, error) {
 		return nil, err
 	}
 	sock := p.Socket
+	if cf.data == "" && cfg.DataDir == "" && cfg.API.Socket == "" {
+		sock, err = systemSocket(sock, systemDataDir, os.Geteuid())
+		if err != nil {
+			return nil, err
+		}
+	}
 	dial := func(ctx context.Context, _, _ string) (net.Conn, error) {
 		var d net.Dialer
 		return d.DialContext(ctx, "unix", sock)
 	}
 	return &client{hc: &http.Client{Transport: dial}, base: "http://meshd", where: sock}, nil
+}
+
+// systemDataDir is where a system service (the .deb's unit, OpenWrt's init
+// script) keeps its data; node.DefaultDataDir picks it for root only.
+const systemDataDir = "/var/lib/meshd"
+
+// systemSocket lets a user who runs no daemon of their own reach the system
+// service's socket without flags: with no --data, MESHD_DATA or data_dir and
+// no socket at the per-user default, the service's socket is used when it
+// exists. A socket the user may not reach gets an error that says which group
+// grants access, rather than "not running".
+func systemSocket(userSock, sysDir string, euid int) (string, error) {
+	if os.Getenv(node.DataDirEnv) != "" || euid == 0 {
+		return userSock, nil
+	}
+	if _, err := os.Stat(userSock); err == nil || !errors.Is(err, os.ErrNotExist) {
+		return userSock, nil
+	}
+	sys := filepath.Join(sysDir, node.SocketFile)
+	_, err := os.Stat(sys)
+	switch {
+	case err == nil:
+		return sys, nil
+	case errors.Is(err, os.ErrPermission):
+		return "", fmt.Errorf("%s: %w: the system service's API is for members of its group (sudo adduser $USER meshd, then log in again), or pass --data for a daemon of your own", sys, err)
+	}
+	return userSock, nil
 }
 
 // errNotRunning says the daemon could not be reached.

@@ -165,6 +165,10 @@ func SetPassword(path string, password []byte, p Params) error {
 		tmp.Close()
 		return err
 	}
+	if err := chownLikeDir(tmp, filepath.Dir(path)); err != nil {
+		tmp.Close()
+		return err
+	}
 	if _, err := tmp.WriteString(line + "\n"); err != nil {
 		tmp.Close()
 		return err
