@@ -16,9 +16,13 @@
 #             later.
 # Reported: VmRSS and VmHWM (peak) of the process from /proc/PID/status (for
 # qemu-user the qemu process, which holds the guest's memory, its code cache
-# and qemu itself), and the daemon's own Go runtime view from /metrics
-# (meshd_go_heap_bytes, meshd_go_sys_bytes). Output: a table on stdout and
-# TSV in $OUT (default rss.tsv in a temp dir, path printed).
+# and qemu itself); "guest": for a 32-bit guest under qemu, the resident
+# pages of the mappings below 4 GiB (+1 MiB) in /proc/PID/smaps, which is the
+# guest's address space (its binary, heap, stacks; qemu's own heap and
+# translated-code buffer are mapped higher), for a native process VmRSS; and
+# the daemon's own Go runtime view from /metrics (meshd_go_heap_bytes,
+# meshd_go_sys_bytes). Output: a table on stdout and TSV in $OUT (default
+# rss.tsv in a temp dir, path printed).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(dirname "$here")
@@ -75,6 +79,29 @@ setup() { # setup ARCH: sets goarch variant qemu
 
 kb() { awk -v k="$2" '$1 == k":" { print $2 }' "/proc/$1/status"; }
 
+# guestkb PID QEMU: resident kB of the guest's address space (see above).
+guestkb() {
+	if [ -z "$2" ]; then
+		kb "$1" VmRSS
+		return
+	fi
+	if [ "$goarch" = arm64 ]; then
+		echo - # a 64-bit guest's mappings are not confined below 4 GiB
+		return
+	fi
+	python3 - "$1" <<'PY'
+import re, sys
+total, cur = 0, None
+for line in open(f"/proc/{sys.argv[1]}/smaps"):
+    m = re.match(r"([0-9a-f]+)-[0-9a-f]+ ", line)
+    if m:
+        cur = int(m.group(1), 16)
+    elif line.startswith("Rss:") and cur is not None and cur < (1 << 32) + (1 << 20):
+        total += int(line.split()[1])
+print(total)
+PY
+}
+
 freeport() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
 metric() { # metric DATADIR NAME
@@ -108,17 +135,17 @@ post_batch() {
 }
 
 row() { # row ARCH STATE PID DATADIR
-	local rss hwm heap sys
-	rss=$(kb "$3" VmRSS) hwm=$(kb "$3" VmHWM)
+	local rss hwm heap sys guest
+	rss=$(kb "$3" VmRSS) hwm=$(kb "$3" VmHWM) guest=$(guestkb "$3" "$qemu")
 	heap=- sys=-
 	if [ -n "$4" ]; then
 		heap=$(metric "$4" meshd_go_heap_bytes) sys=$(metric "$4" meshd_go_sys_bytes)
 	fi
-	printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$1" "$2" "$rss" "$hwm" "$heap" "$sys" >>"$OUT"
-	printf '%-7s %-9s VmRSS %6s kB  VmHWM %6s kB  go heap %10s  go sys %10s\n' "$1" "$2" "$rss" "$hwm" "$heap" "$sys"
+	printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$1" "$2" "$rss" "$hwm" "$guest" "$heap" "$sys" >>"$OUT"
+	printf '%-7s %-9s VmRSS %6s kB  VmHWM %6s kB  guest %6s kB  go heap %10s  go sys %10s\n' "$1" "$2" "$rss" "$hwm" "$guest" "$heap" "$sys"
 }
 
-printf 'arch\tstate\tvmrss_kb\tvmhwm_kb\tgo_heap_bytes\tgo_sys_bytes\n' >"$OUT"
+printf 'arch\tstate\tvmrss_kb\tvmhwm_kb\tguest_rss_kb\tgo_heap_bytes\tgo_sys_bytes\n' >"$OUT"
 for arch in "$@"; do
 	setup "$arch"
 	if [ -n "$qemu" ]; then command -v "${qemu%% *}" >/dev/null || { echo "${qemu%% *} missing: scripts/install-deps.sh" >&2; exit 1; }; fi
