@@ -301,24 +301,34 @@ func (r *Router) pathRequest(now time.Time, a envelope.Addr) {
 	// size beyond 50 nodes (the network-wide load of these floods grows
 	// with nodes × nodes reached; in a 500-node LoRa mesh one a minute per
 	// node saturates the channel: docs/routing.md). Near requests have a
-	// bucket of their own, one a minute. What waits is sent when a route
+	// bucket of their own, one a minute, stretched linearly with the mesh
+	// size beyond 50 nodes on radio. What waits is sent when a route
 	// appears.
 	if el := now.Sub(r.pathReqAt).Seconds(); el > 0 {
-		every := r.o.PathRequestEvery
+		every, near := r.o.PathRequestEvery, r.o.PathRequestEvery
 		for _, l := range r.links {
 			if l.radio {
 				if f := float64(len(r.peers)) / 50; f > 1 {
 					every = time.Duration(float64(every) * f * f)
+					near = time.Duration(float64(near) * f)
 				}
 				break
 			}
 		}
 		r.pathTokens = min(2, r.pathTokens+el/every.Seconds())
-		r.nearTokens = min(2, r.nearTokens+el/r.o.PathRequestEvery.Seconds())
+		r.nearTokens = min(2, r.nearTokens+el/near.Seconds())
 		r.pathReqAt = now
 	}
 	if ttl > 2 && r.pathTokens < 1 {
 		ttl = 2 // no flood now: ask nearby instead
+	}
+	if len(r.peers) > bigRadioMesh && r.hasRadio() {
+		// A big radio mesh: announces have taught nearly every node a
+		// route to nearly every other, so the neighbours answer; a flood
+		// would cost hundreds of frames on a channel that is the
+		// bottleneck (lora-500: path finding took 37 % of all airtime,
+		// asking only the neighbours raised delivery; docs/routing.md).
+		ttl = 0
 	}
 	switch {
 	case ttl > 2:
@@ -360,6 +370,10 @@ func (r *Router) pathRequest(now time.Time, a envelope.Addr) {
 		r.emit(now, l, transport.Broadcast, transport.PriorityBackground, clone(raw), envelope.KindPathRequest, true)
 	}
 }
+
+// bigRadioMesh is the number of known nodes beyond which a node with a
+// radio link asks only its neighbours for a path.
+const bigRadioMesh = 100
 
 // pathRingTTL is the TTL of the (n+1)-th path request for a destination:
 // 0 (neighbours only), 2, then 255 (capped by PathRequestTTL).

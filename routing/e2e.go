@@ -155,6 +155,12 @@ func (r *Router) transmitOwn(now time.Time, m *outMsg) {
 		return
 	}
 	m.waiting = false
+	if m.rec.Attempts > 0 && rt.link.radio {
+		if ok, wait := r.spendRetry(now); !ok {
+			m.next = now.Add(wait)
+			return
+		}
+	}
 	data := clone(m.rec.Sealed)
 	if e, err := envelope.Parse(data); err == nil {
 		// Remembered like a relayed copy, so that one coming back to us

@@ -511,6 +511,13 @@ func (r *Router) tickHeld(now time.Time) {
 					i++
 					continue
 				}
+				if h.tries > 0 && r.hasRadio() {
+					if ok, wait := r.spendRetry(now); !ok {
+						h.retry = now.Add(wait)
+						i++
+						continue
+					}
+				}
 				if r.debug {
 					r.trace("held forward", "dst", e.Dst, "counter", e.Counter, "key", h.key, "tries", h.tries)
 				}
@@ -541,12 +548,13 @@ func (r *Router) tickHeld(now time.Time) {
 // maxHeldTries bounds the unconfirmed forwarding attempts of a held
 // envelope whose destination has a route (about half an hour with
 // heldBackoff).
-const maxHeldTries = 5
+const maxHeldTries = 7
 
 // heldBackoff is the wait before forwarding a held envelope again after
-// tries unconfirmed attempts: a minute, doubling, at most 16 minutes.
+// tries unconfirmed attempts: 15 seconds (a busy channel that ate the hop
+// tries may be free again), doubling, at most 16 minutes.
 func heldBackoff(tries uint8) time.Duration {
-	return time.Minute << min(tries, 4)
+	return 15 * time.Second << min(tries, 6)
 }
 
 func (r *Router) heldByKey(k uint64) *heldMsg {
@@ -608,7 +616,14 @@ func (r *Router) holdGivenUp(now time.Time, data []byte, e *envelope.Envelope, k
 		return // own messages are retried from the outbox
 	}
 	if h := r.heldByKey(k); h != nil {
+		// A probe that failed: the others for its destination wait for
+		// its next attempt rather than failing one by one.
 		h.probing = false
+		for _, x := range r.held {
+			if x != h && x.dst.Hint() == h.dst.Hint() && x.retry.Before(h.retry) {
+				x.retry = h.retry
+			}
+		}
 		return
 	}
 	raw := clone(data)

@@ -37,16 +37,17 @@ func TestHeldNotice(t *testing.T) {
 		n.collect(a)
 		n.run(time.Minute)
 	}
-	n.run(time.Hour)
+	n.run(20 * time.Minute)
+	rs := relay.r.Stats()
 	for _, id := range ids {
 		if st := lastState(a, id); st != routing.StateHeld {
 			t.Fatalf("%v: state %v, want held", id, st)
 		}
 	}
-	rs := relay.r.Stats()
 	if rs.Held != 3 || rs.HeldNotices == 0 {
 		t.Fatalf("relay holds %d, sent %d notices", rs.Held, rs.HeldNotices)
 	}
+	n.run(40 * time.Minute)
 	retries := a.r.Stats().Retries
 	t.Logf("sender retries in an hour: %d for 3 messages; relay notices %d", retries, rs.HeldNotices)
 	// Without custody the sender retries each message about eight times

@@ -33,7 +33,7 @@ type hopWait struct {
 }
 
 const (
-	maxHopTries = 4   // passively watched transmissions of one frame
+	maxHopTries = 2   // passively watched transmissions of one frame
 	maxHopWaits = 256 // frames waiting at once
 )
 
@@ -139,9 +139,10 @@ func (r *Router) hopConfirm(l *link, nb transport.Addr, k uint64, e *envelope.En
 	for i := 0; i < len(r.waits); {
 		w := r.waits[i]
 		ok := w.link == l && w.key == k && w.nb == nb
-		// The Ack of a Data envelope, or a relay's held notice for it
-		// (the Data reached a node that keeps it), settles its waits.
-		if !ok && e != nil && (e.Kind == envelope.KindAck || e.Kind == envelope.KindHeld) && w.kind == envelope.KindData && w.link == l &&
+		// The Ack of a Data envelope, or the next hop's held notice for
+		// it (the Data reached a node that keeps it; not a notice we or
+		// others pass on), settles its waits.
+		if !ok && e != nil && (e.Kind == envelope.KindAck || (e.Kind == envelope.KindHeld && nb == w.nb)) && w.kind == envelope.KindData && w.link == l &&
 			w.counter == e.Counter && w.src == e.Dst.Hint() && w.dst == e.Src.Hint() {
 			ok = true
 		}

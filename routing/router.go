@@ -73,7 +73,10 @@ type Router struct {
 
 	pathTokens float64 // own path-request floods (TTL > 2) allowed now
 	nearTokens float64 // own near path requests allowed now
-	pathReqAt  time.Time
+	// Retry budget on radio links (congestion.go).
+	retryTokens float64
+	retryAt     time.Time
+	pathReqAt   time.Time
 
 	verifyTokens float64
 	verifyKnown  float64
@@ -187,6 +190,7 @@ func New(o Options, now time.Time) (*Router, error) {
 	}
 	r.rttHopRadio, r.rttHopFast = 8*time.Second, 300*time.Millisecond
 	r.pathTokens, r.nearTokens, r.pathReqAt = 1, 2, now
+	r.retryTokens, r.retryAt = retryBurst, now
 	r.verifyTokens = float64(4 * o.VerifyPerSecond)
 	r.verifyKnown = float64(16 * o.VerifyPerSecond)
 	r.verifyAt = now

@@ -70,6 +70,9 @@ type Stats struct {
 	// Acked counts own messages acknowledged end to end; Expired those that
 	// gave up; Retries the retransmissions of own messages.
 	Acked, Expired, Retries uint64
+	// RetriesDeferred counts retries (end-to-end, or of a held envelope)
+	// postponed by the retry budget of a radio node.
+	RetriesDeferred uint64
 	// HopRetries counts frames sent again to a neighbour (or another) when
 	// no passive hop acknowledgement was heard.
 	HopRetries uint64
