@@ -4,6 +4,10 @@
 #
 #   packaging/measure-flash.sh            # MINUTES=10 per phase by default
 #
+# IDLE_MINUTES sets the idle phase apart (default MINUTES). The daemons
+# inherit the environment, so configuration can be varied, e.g.
+#   MESHD_ROUTING_COMMIT_DELAY=10s packaging/measure-flash.sh
+#
 # Two router builds for this machine (the store code is the same on every
 # CPU), default configuration (routing.commit_delay 2s, announce interval
 # 1h), no mDNS, A listening and B dialling it. After both are up and linked:
@@ -23,6 +27,7 @@ root=$(dirname "$here")
 cd "$root"
 . "$here/targets.sh"
 MINUTES=${MINUTES:-10}
+IDLE_MINUTES=${IDLE_MINUTES:-$MINUTES}
 command -v strace >/dev/null || { echo "measure-flash: needs strace (apt install strace)" >&2; exit 1; }
 work=$(mktemp -d "${DATA_ROOT:-/var/tmp}/meshd-flash.XXXXXX")
 pids=()
@@ -71,8 +76,8 @@ sleep 5
 
 printf 'phase\tnode\tminutes\tstore_bytes\tstore_syncs\tother_file_bytes\tother_syncs\tftruncates\twrite_bytes\n' >"$OUT"
 text=$(head -c 150 /dev/zero | tr '\0' 'x')
-phase() { # phase NAME SENDS(0|1)
-	local name=$1 send=$2 s n node pid wb0a wb0b
+phase() { # phase NAME SENDS(0|1) MINUTES
+	local name=$1 send=$2 minutes=$3 s n node pid wb0a wb0b
 	for node in a b; do
 		pid=$ap
 		[ $node = b ] && pid=$bp
@@ -82,7 +87,7 @@ phase() { # phase NAME SENDS(0|1)
 	done
 	sleep 1 # strace attached
 	wb0a=$(wbytes "$ap") wb0b=$(wbytes "$bp")
-	for m in $(seq "$MINUTES"); do
+	for m in $(seq "$minutes"); do
 		if [ "$send" = 1 ]; then
 			"$bin" send --data "$work/a" "$addr_b" "a$m $text" >/dev/null
 			"$bin" send --data "$work/b" "$addr_a" "b$m $text" >/dev/null
@@ -124,14 +129,14 @@ for line in open(sys.argv[1]):
 print(store, other, ssync, osync, trunc)
 PY
 		)
-		printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$name" "$node" "$MINUTES" "$store" "$ssync" "$other" "$osync" "$truncs" "$wb" >>"$OUT"
-		awk -v n="$name" -v d="$node" -v m="$MINUTES" -v b="$store" -v s="$ssync" -v o="$other" -v os="$osync" -v w="$wb" 'BEGIN {
+		printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$name" "$node" "$minutes" "$store" "$ssync" "$other" "$osync" "$truncs" "$wb" >>"$OUT"
+		awk -v n="$name" -v d="$node" -v m="$minutes" -v b="$store" -v s="$ssync" -v o="$other" -v os="$osync" -v w="$wb" 'BEGIN {
 			h = 60 / m
 			printf "%-8s node %s %3d min: meshd.db %8d B %4d syncs, other files %6d B %3d syncs, write_bytes %8d | per hour: %5d syncs, %7.1f KiB to meshd.db, %7.1f KiB write_bytes\n",
 				n, d, m, b, s, o, os, w, (s + os) * h, b * h / 1024, w * h / 1024 }'
 	done
 }
-phase idle 0
-phase traffic 1
+phase idle 0 "$IDLE_MINUTES"
+phase traffic 1 "$MINUTES"
 "$bin" status --data "$work/a" --json | python3 -c 'import json,sys; s=json.load(sys.stdin); print("store A:", s["store_bytes"], "bytes")'
 echo "measure-flash: TSV in $OUT"
