@@ -28,6 +28,7 @@ cd "$root"
 . "$here/targets.sh"
 MINUTES=${MINUTES:-10}
 IDLE_MINUTES=${IDLE_MINUTES:-$MINUTES}
+TRACES=${TRACES:-} # a directory to keep the strace logs in
 command -v strace >/dev/null || { echo "measure-flash: needs strace (apt install strace)" >&2; exit 1; }
 work=$(mktemp -d "${DATA_ROOT:-/var/tmp}/meshd-flash.XXXXXX")
 pids=()
@@ -102,6 +103,7 @@ phase() { # phase NAME SENDS(0|1) MINUTES
 		kill -INT "$s"
 		wait "$s" 2>/dev/null || true
 		f="$work/$name-$node.strace"
+		[ -z "$TRACES" ] || { mkdir -p "$TRACES" && cp "$f" "$TRACES/"; }
 		# store bytes, other-file bytes, store syncs, other syncs, truncates
 		read -r store other ssync osync truncs < <(python3 - "$f" <<'PY'
 import re, sys
