@@ -73,7 +73,8 @@ addr_b=$("$bin" id --data "$work/b" --json | field address)
 # Linked and each knows the other's key: one message each way, delivered.
 "$bin" send --data "$work/a" --wait 60s "$addr_b" warmup >/dev/null
 "$bin" send --data "$work/b" --wait 60s "$addr_a" warmup >/dev/null
-sleep 5
+# Let the warm-up's last group commits land before measuring (commit_delay).
+sleep 15
 
 printf 'phase\tnode\tminutes\tstore_bytes\tstore_syncs\tother_file_bytes\tother_syncs\tftruncates\twrite_bytes\n' >"$OUT"
 text=$(head -c 150 /dev/zero | tr '\0' 'x')
