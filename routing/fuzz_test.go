@@ -59,6 +59,9 @@ func fuzzSeeds(tb testing.TB) [][]byte {
 	ch := envelope.Envelope{Kind: envelope.KindChannel, TTL: 2, Dst: envelope.HintAddr(a.Address().Hint()), Body: []byte("c")}
 	cb, _ := ch.Append(nil)
 	out = append(out, cb)
+	de, _ := envelope.Parse(d)
+	held, _ := envelope.NewHeld(&de, 4)
+	out = append(out, held)
 	return out
 }
 
