@@ -4,24 +4,18 @@ package libp2p
 
 import (
 	"context"
-	"crypto/rand"
 	"fmt"
 	"runtime"
 	"sync"
 	"testing"
 	"time"
 
-	"github.com/ipfs/go-cid"
 	golibp2p "github.com/libp2p/go-libp2p"
-	dhtpb "github.com/libp2p/go-libp2p-kad-dht/pb"
 	pubsub "github.com/libp2p/go-libp2p-pubsub"
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-libp2p/core/protocol"
-	"github.com/libp2p/go-msgio/pbio"
-	mh "github.com/multiformats/go-multihash"
 
-	"github.com/openmeshd/meshd/envelope"
 	"github.com/openmeshd/meshd/transport"
 )
 
@@ -236,58 +230,3 @@ func TestStreamFlood(t *testing.T) {
 	t.Logf("goroutines: %d during the attack's aftermath (test process, both nodes)", before)
 }
 
-// TestDHTJunkProviders: a peer sends thousands of ADD_PROVIDER records for
-// random keys over the meshd DHT protocol. The bounded provider store keeps
-// at most its quota; the rendezvous record of the network still resolves.
-func TestDHTJunkProviders(t *testing.T) {
-	if !dhtBuilt {
-		t.Skip("built with -tags nodht")
-	}
-	a := startNode(t, nil)
-	key, _ := ed25519Key(t)
-	h := plainHost(t, key)
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
-	if err := h.Connect(ctx, a.ai); err != nil {
-		t.Fatal(err)
-	}
-	self := peer.AddrInfo{ID: h.ID(), Addrs: h.Addrs()}
-	const n = 2000
-	s, err := h.NewStream(ctx, a.ai.ID, "/meshd/kad/1.0.0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	w := pbio.NewDelimitedWriter(s)
-	for i := 0; i < n; i++ {
-		var b [32]byte
-		rand.Read(b[:])
-		sum, _ := mh.Sum(b[:], mh.SHA2_256, -1)
-		m := &dhtpb.Message{Type: dhtpb.Message_ADD_PROVIDER, Key: sum, ProviderPeers: dhtpb.RawPeerInfosToPBPeers([]peer.AddrInfo{self})}
-		if err := w.WriteMsg(m); err != nil {
-			t.Fatalf("after %d records: %v", i, err)
-		}
-	}
-	s.Close()
-	waitFor(t, 20*time.Second, "provider store full and refusing", func() error {
-		st := a.t.Stats()
-		if st.ProviderKeys < 200 || st.ProvidersRefused == 0 {
-			return fmt.Errorf("keys %d, refused %d", st.ProviderKeys, st.ProvidersRefused)
-		}
-		return nil
-	})
-	st := a.t.Stats()
-	t.Logf("%d junk provider records sent: store holds %d keys / %d records, refused %d", n, st.ProviderKeys, st.ProviderRecords, st.ProvidersRefused)
-	if st.ProviderKeys > 256 {
-		t.Fatalf("provider store grew to %d keys", st.ProviderKeys)
-	}
-	// Values are off: a PUT_VALUE is refused outright.
-	s2, err := h.NewStream(ctx, a.ai.ID, "/meshd/kad/1.0.0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	w2 := pbio.NewDelimitedWriter(s2)
-	w2.WriteMsg(&dhtpb.Message{Type: dhtpb.Message_PUT_VALUE, Key: []byte("/junk/key")})
-	s2.Close()
-	_ = cid.Undef
-	_ = envelope.MaxSize
-}

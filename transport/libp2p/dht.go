@@ -1,4 +1,4 @@
-//go:build !router && !nodht
+//go:build !router && dht
 
 package libp2p
 
@@ -10,8 +10,9 @@ import (
 	dht "github.com/libp2p/go-libp2p-kad-dht"
 )
 
-// dhtBuilt says whether this build carries the DHT (not with -tags nodht,
-// which saves 2.9 MB on arm64: docs/size.md).
+// dhtBuilt says whether this build carries the DHT: only with -tags dht
+// (it costs 2.9 MB on arm64: docs/size.md). The default build finds the
+// nodes of a network through peer records on GossipSub (peerrec.go).
 const dhtBuilt = true
 
 // kadDHT is go-libp2p-kad-dht as discovery's rendezvousDHT.

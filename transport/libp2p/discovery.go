@@ -20,8 +20,8 @@ func RendezvousKey(networkID string) cid.Cid {
 	return cid.NewCidV1(cid.Raw, sum)
 }
 
-// rendezvousDHT is what discovery uses of the DHT (dht.go); nil in a build
-// with -tags nodht (nodht.go).
+// rendezvousDHT is what discovery uses of the DHT (dht.go); nil unless
+// built with -tags dht (nodht.go).
 type rendezvousDHT interface {
 	Bootstrap(ctx context.Context) error
 	Provide(ctx context.Context, key cid.Cid, announce bool) error
@@ -117,10 +117,12 @@ func (t *Transport) bootstrapLoop(ctx context.Context) {
 	}
 }
 
-// rendezvousLoop provides the network's rendezvous key in the DHT and
-// connects to the other providers: at once, then after 2, 4, 8 ... seconds
-// up to RendezvousInterval, then every RendezvousInterval. A round also
-// reopens links to connected meshd peers that have none.
+// rendezvousLoop runs rendezvous rounds: at once, then after 2, 4, 8 ...
+// seconds up to RendezvousInterval, then every RendezvousInterval. A round
+// dials the nodes known from peer records and not connected; with the DHT
+// (-tags dht) it also provides the network's rendezvous key and connects
+// to the other providers; and it reopens links to connected meshd peers
+// that have none. (The node's own record is published by recordLoop.)
 func (t *Transport) rendezvousLoop(ctx context.Context) {
 	key := RendezvousKey(t.opts.NetworkID)
 	wait := 2 * time.Second
@@ -143,22 +145,31 @@ func (t *Transport) rendezvous(ctx context.Context, key cid.Cid) {
 	t.count(&t.st.rendezvousRounds)
 	rctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	if t.dht != nil { // nil with -tags nodht: links to connected peers only
+	found := map[peer.ID]bool{}
+	if g := t.gossipOrNil(); g != nil {
+		// The peer-record rendezvous (peerrec.go): dial the nodes known
+		// from their records that are not connected (a record may have
+		// come while the node was at its watermark or its dials busy).
+		for _, ai := range g.records.all() {
+			found[ai.ID] = true
+			g.dialRecord(ai)
+		}
+	}
+	if t.dht != nil { // only with -tags dht
 		if err := t.dht.Provide(rctx, key, true); err != nil {
 			t.logEvery("provide", slog.LevelDebug, "libp2p: providing the rendezvous key failed", "err", err.Error())
 		}
-		found := 0
 		for ai := range t.dht.FindProvidersAsync(rctx, key, 64) {
 			if ai.ID == t.pid || len(ai.Addrs) == 0 {
 				continue
 			}
-			found++
+			found[ai.ID] = true
 			if t.host.Network().Connectedness(ai.ID) != network.Connected {
 				t.spawn(func() { t.connect(ai) })
 			}
 		}
-		t.st.rendezvousFound.Store(uint64(found))
 	}
+	t.st.rendezvousFound.Store(uint64(len(found)))
 	for _, p := range t.host.Network().Peers() {
 		if t.linkTo(p) == nil && t.opener(p) {
 			if protos, err := t.host.Peerstore().SupportsProtocols(p, EnvelopeProtocol); err == nil && len(protos) > 0 {

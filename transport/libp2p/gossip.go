@@ -7,12 +7,14 @@ import (
 	"crypto/sha256"
 	"fmt"
 	"net"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	pubsub "github.com/libp2p/go-libp2p-pubsub"
 	pb "github.com/libp2p/go-libp2p-pubsub/pb"
+	"github.com/libp2p/go-libp2p/core/event"
 	"github.com/libp2p/go-libp2p/core/peer"
 
 	"github.com/openmeshd/meshd/envelope"
@@ -85,6 +87,15 @@ type gossipLink struct {
 	rejected, ignored                               map[string]uint64
 
 	scores *scoreBox
+
+	// The peers topic (peerrec.go).
+	peersTopic                        *pubsub.Topic
+	peersSub                          *pubsub.Subscription
+	records                           *recordStore
+	recLim                            *rateLimiter
+	recGlobal                         *bucket
+	recDialSem                        chan struct{}
+	recordsAccepted, recordsPublished atomic.Uint64
 }
 
 // scoreBox keeps the latest GossipSub scores (inspected periodically).
@@ -108,9 +119,14 @@ type rxMsg struct {
 // msgID is the GossipSub message ID: a hash of the envelope's immutable
 // bytes (hop count and TTL left out), so that the same envelope published
 // by two gateways is one message to the gossip mesh.
+// A peer record is its own ID: its bytes hashed.
 func msgID(m *pb.Message) string {
-	head, rest := envelope.Immutable(m.Data)
 	h := sha256.New()
+	if strings.HasSuffix(m.GetTopic(), "/peers") {
+		h.Write(m.Data)
+		return string(h.Sum(nil)[:20])
+	}
+	head, rest := envelope.Immutable(m.Data)
 	h.Write(head)
 	h.Write(rest)
 	return string(h.Sum(nil)[:20])
@@ -177,14 +193,15 @@ func (t *Transport) startGossip(ctx context.Context) (*gossipLink, error) {
 	for i := 0; i < numTopics; i++ {
 		names = append(names, TopicName(o.NetworkID, i))
 	}
-	sp, th := scoreParams(names)
+	peersName := PeersTopic(o.NetworkID)
+	sp, th := scoreParams(append(names, peersName))
 	sb := &scoreBox{}
 	ps, err := pubsub.NewGossipSub(ctx, t.host,
 		pubsub.WithMessageSignaturePolicy(pubsub.StrictSign),
 		pubsub.WithMessageIdFn(msgID),
 		pubsub.WithMaxMessageSize(o.MaxGossipSize+4096),
 		pubsub.WithPeerScore(sp, th),
-		pubsub.WithSubscriptionFilter(pubsub.WrapLimitSubscriptionFilter(pubsub.NewAllowlistSubscriptionFilter(names...), 16)),
+		pubsub.WithSubscriptionFilter(pubsub.WrapLimitSubscriptionFilter(pubsub.NewAllowlistSubscriptionFilter(append(names, peersName)...), 16)),
 		pubsub.WithValidateQueueSize(128),
 		pubsub.WithValidateThrottle(64),
 		pubsub.WithValidateWorkers(2),
@@ -202,6 +219,8 @@ func (t *Transport) startGossip(ctx context.Context) (*gossipLink, error) {
 		rx: make(chan rxMsg, 256), done: make(chan struct{}), dialSem: make(chan struct{}, 8),
 		lim: newRateLimiter(o.GossipRate, o.GossipBurst, 4096), verify: newBucket(o.VerifyPerSecond, 2*o.VerifyPerSecond),
 		rejected: map[string]uint64{}, ignored: map[string]uint64{},
+		records: newRecordStore(maxRecords), recLim: newRateLimiter(1/recordEvery.Seconds(), recordBurst, 4096),
+		recGlobal: newBucket(recordGlobalRate, recordGlobalBurst), recDialSem: make(chan struct{}, recordDials),
 	}
 	for i := range g.global {
 		g.global[i] = newBucket(o.GossipGlobalRate, o.GossipGlobalBurst)
@@ -219,6 +238,26 @@ func (t *Transport) startGossip(ctx context.Context) (*gossipLink, error) {
 			return nil, err
 		}
 		g.topics[i], g.subs[i] = tp, sub
+	}
+	if err := ps.RegisterTopicValidator(peersName, g.recordValidator()); err != nil {
+		return nil, err
+	}
+	if g.peersTopic, err = ps.Join(peersName); err != nil {
+		return nil, err
+	}
+	if g.peersSub, err = g.peersTopic.Subscribe(pubsub.WithBufferSize(64)); err != nil {
+		return nil, err
+	}
+	addrSub, err := t.host.EventBus().Subscribe(new(event.EvtLocalAddressesUpdated))
+	if err != nil {
+		return nil, err
+	}
+	t.spawn(func() { g.readRecords(ctx) })
+	if !t.spawn(func() {
+		defer addrSub.Close()
+		g.recordLoop(ctx, addrSub.Out())
+	}) {
+		addrSub.Close()
 	}
 	t.ps = ps
 	return g, nil

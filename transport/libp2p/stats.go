@@ -37,11 +37,18 @@ type Stats struct {
 	// Dials and DialFailures are discovery's connection attempts;
 	// MDNSFound peers mDNS reported.
 	Dials, DialFailures, MDNSFound uint64
-	// RendezvousRounds counts DHT rendezvous rounds; RendezvousFound is
-	// how many other providers the last one found; RoutingTable the DHT's
-	// routing table size.
+	// RendezvousRounds counts rendezvous rounds; RendezvousFound is how
+	// many other nodes of the network the last one knew of (from peer
+	// records, and DHT providers with -tags dht); RoutingTable the DHT's
+	// routing table size (0 without the DHT).
 	RendezvousRounds, RendezvousFound uint64
 	RoutingTable                      int
+	// PeerRecords is how many other nodes' peer records are held (at most
+	// 256); PeerRecordsAccepted counts the records taken, PeerRecordsPublished
+	// the node's own publications. Refused records are in GossipRejected
+	// and GossipIgnored (the record_* reasons).
+	PeerRecords                               int
+	PeerRecordsAccepted, PeerRecordsPublished uint64
 	// ProviderKeys and ProviderRecords are what the bounded provider store
 	// holds; ProvidersRefused the new keys it refused while full.
 	ProviderKeys, ProviderRecords int
@@ -103,6 +110,8 @@ func (t *Transport) Stats() Stats {
 		g.verdictMu.Lock()
 		s.GossipRejected, s.GossipIgnored = maps.Clone(g.rejected), maps.Clone(g.ignored)
 		g.verdictMu.Unlock()
+		s.PeerRecords = g.records.len()
+		s.PeerRecordsAccepted, s.PeerRecordsPublished = g.recordsAccepted.Load(), g.recordsPublished.Load()
 		for i, tp := range g.topics {
 			s.GossipMeshPeers[i] = len(tp.ListPeers())
 		}

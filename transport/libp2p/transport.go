@@ -48,7 +48,7 @@ type Transport struct {
 	runCtx   context.Context
 	wg       sync.WaitGroup
 	host     *builtHost
-	dht      rendezvousDHT // nil: built with -tags nodht
+	dht      rendezvousDHT // nil unless built with -tags dht
 	ps       *pubsub.PubSub
 	gossip   *gossipLink
 	prov     *providerStore
@@ -59,7 +59,7 @@ type Transport struct {
 }
 
 // errNoDHT: libp2p.dht_client is set in a build without the DHT.
-var errNoDHT = errors.New("libp2p: this build has no DHT (-tags nodht): libp2p.dht_client cannot apply; remove it, or use a build with the DHT (docs/libp2p.md)")
+var errNoDHT = errors.New("libp2p: this build has no DHT (only builds with -tags dht have one): libp2p.dht_client cannot apply; remove it, or build with -tags dht (docs/libp2p.md)")
 
 // errNoMDNS: libp2p.mdns is set in a build without libp2p's mDNS.
 var errNoMDNS = errors.New("libp2p: this build has no libp2p mDNS: libp2p.mdns needs a build with -tags libp2pmdns (tcp.mdns finds meshd nodes on a LAN without it; docs/libp2p.md)")
@@ -334,6 +334,7 @@ func (t *Transport) open(p peer.ID) (*Link, error) {
 	if bh == nil {
 		return nil, ErrNotRunning
 	}
+	t.addRecordAddrs(bh, p)
 	ctx, cancel := context.WithTimeout(ctx, 20*time.Second)
 	defer cancel()
 	s, err := bh.NewStream(ctx, p, EnvelopeProtocol)
