@@ -229,4 +229,3 @@ func TestStreamFlood(t *testing.T) {
 	})
 	t.Logf("goroutines: %d during the attack's aftermath (test process, both nodes)", before)
 }
-
