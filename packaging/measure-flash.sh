@@ -48,6 +48,9 @@ meshd_build "$bin" linux "$(go env GOARCH)" - router "$ver"
 freeport() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 field() { python3 -c "import json,sys; print(json.load(sys.stdin)['$1'])"; }
 wbytes() { awk '$1 == "write_bytes:" { print $2 }' "/proc/$1/io"; }
+# commits DATADIR: the router's store transactions so far (/metrics); the
+# node's own records (inbox, outbox states) are committed apart from these.
+commits() { curl -sf --unix-socket "$1/meshd.sock" http://meshd/metrics | awk '$1 == "meshd_store_commits_total" { printf "%d", $2 }'; }
 waitapi() {
 	for _ in $(seq 300); do
 		"$bin" status --data "$1" --json >/dev/null 2>&1 && return 0
@@ -76,7 +79,7 @@ addr_b=$("$bin" id --data "$work/b" --json | field address)
 # Let the warm-up's last group commits land before measuring (commit_delay).
 sleep 15
 
-printf 'phase\tnode\tminutes\tstore_bytes\tstore_syncs\tother_file_bytes\tother_syncs\tftruncates\twrite_bytes\n' >"$OUT"
+printf 'phase\tnode\tminutes\tstore_bytes\tstore_syncs\trouter_commits\tother_file_bytes\tother_syncs\tftruncates\twrite_bytes\n' >"$OUT"
 text=$(head -c 150 /dev/zero | tr '\0' 'x')
 phase() { # phase NAME SENDS(0|1) MINUTES
 	local name=$1 send=$2 minutes=$3 s n node pid wb0a wb0b
@@ -89,6 +92,7 @@ phase() { # phase NAME SENDS(0|1) MINUTES
 	done
 	sleep 1 # strace attached
 	wb0a=$(wbytes "$ap") wb0b=$(wbytes "$bp")
+	rc0a=$(commits "$work/a") rc0b=$(commits "$work/b")
 	for m in $(seq "$minutes"); do
 		if [ "$send" = 1 ]; then
 			"$bin" send --data "$work/a" "$addr_b" "a$m $text" >/dev/null
@@ -97,9 +101,10 @@ phase() { # phase NAME SENDS(0|1) MINUTES
 		sleep 60
 	done
 	for node in a b; do
-		pid=$ap wb0=$wb0a
-		[ $node = b ] && pid=$bp wb0=$wb0b
+		pid=$ap wb0=$wb0a rc0=$rc0a
+		[ $node = b ] && pid=$bp wb0=$wb0b rc0=$rc0b
 		wb=$(($(wbytes "$pid") - wb0))
+		rc=$(($(commits "$work/$node") - rc0))
 		eval "s=\$st_$node"
 		kill -INT "$s"
 		wait "$s" 2>/dev/null || true
@@ -132,11 +137,11 @@ for line in open(sys.argv[1]):
 print(store, other, ssync, osync, trunc)
 PY
 		)
-		printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$name" "$node" "$minutes" "$store" "$ssync" "$other" "$osync" "$truncs" "$wb" >>"$OUT"
-		awk -v n="$name" -v d="$node" -v m="$minutes" -v b="$store" -v s="$ssync" -v o="$other" -v os="$osync" -v w="$wb" 'BEGIN {
+		printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$name" "$node" "$minutes" "$store" "$ssync" "$rc" "$other" "$osync" "$truncs" "$wb" >>"$OUT"
+		awk -v n="$name" -v d="$node" -v m="$minutes" -v b="$store" -v s="$ssync" -v rc="$rc" -v o="$other" -v os="$osync" -v w="$wb" 'BEGIN {
 			h = 60 / m
-			printf "%-8s node %s %3d min: meshd.db %8d B %4d syncs, other files %6d B %3d syncs, write_bytes %8d | per hour: %5d syncs, %7.1f KiB to meshd.db, %7.1f KiB write_bytes\n",
-				n, d, m, b, s, o, os, w, (s + os) * h, b * h / 1024, w * h / 1024 }'
+			printf "%-8s node %s %3d min: meshd.db %8d B %4d syncs (%d router commits), other files %6d B %3d syncs, write_bytes %8d | per hour: %5d syncs, %7.1f KiB to meshd.db, %7.1f KiB write_bytes\n",
+				n, d, m, b, s, rc, o, os, w, (s + os) * h, b * h / 1024, w * h / 1024 }'
 	done
 }
 phase idle 0 "$IDLE_MINUTES"
