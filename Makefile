@@ -41,9 +41,8 @@ vet: check-go
 
 race: check-go
 	$(GO) test -race -count=1 -timeout 20m ./...
-	# The opt-in libp2p features (QUIC, libp2p mDNS) and the build without
-	# the DHT (docs/size.md).
-	$(GO) test -race -count=1 -tags quic,libp2pmdns,nodht ./transport/libp2p/
+	# The opt-in libp2p features (QUIC, libp2p mDNS, the DHT: docs/size.md).
+	$(GO) test -race -count=1 -tags quic,libp2pmdns,dht ./transport/libp2p/
 
 cross: check-go
 	@scripts/cross-build.sh $(CROSS)
