@@ -200,6 +200,10 @@ func (r *Router) hear(now time.Time, l *link, m transport.Meta) *neighbour {
 // control budget. force spends even into debt (own announces and requests
 // are rare and must go out; the debt delays relays).
 func (r *Router) spendControl(now time.Time, l *link, n int, force bool) bool {
+	if l.radio {
+		l.budgetRate = r.controlShare(l)
+		l.budgetCap = l.budgetRate * 600
+	}
 	if el := now.Sub(l.budgetAt).Seconds(); el > 0 {
 		l.budget = min(l.budgetCap, l.budget+el*l.budgetRate)
 		l.budgetAt = now

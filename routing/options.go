@@ -45,8 +45,10 @@ type Options struct {
 	// others.
 	AnnounceDelay time.Duration
 	// AnnounceShare is the share of a radio link's airtime that announces,
-	// path requests and flood relays may use (routing.announce_share). Zero:
-	// 0.02. A fast link (not broadcast and ≥ 1 Mbit/s) gets 50 frames/s.
+	// path requests and flood relays may use (routing.announce_share),
+	// divided by known nodes/100 on radio meshes of more than 100 nodes
+	// (controlShare). Zero: 0.02. A fast link (not broadcast and ≥ 1
+	// Mbit/s) gets 50 frames/s.
 	AnnounceShare float64
 	// MaxHops bounds how far an announce travels and the TTL this node puts
 	// on what it originates (routing.max_hops). Zero: 16.
