@@ -53,12 +53,12 @@ type Config struct {
 	} `key:"lora"`
 
 	Libp2p struct {
-		Enabled   bool     `key:"enabled" doc:"Bridge this node's mesh to other islands over the internet with libp2p (GossipSub floods, Kademlia DHT rendezvous, envelope streams). Off by default: it costs memory and traffic a pure radio or LAN node does not need. Routers built with -tags router have no libp2p at all."`
+		Enabled   bool     `key:"enabled" doc:"Bridge this node's mesh to other islands over the internet with libp2p (GossipSub floods, rendezvous by signed peer records on GossipSub, envelope streams). Off by default: it costs memory and traffic a pure radio or LAN node does not need. Routers built with -tags router have no libp2p at all."`
 		Listen    []string `key:"listen" doc:"libp2p listen multiaddrs. Empty: dial out only."`
-		Bootstrap []string `key:"bootstrap" doc:"Bootstrap peers: multiaddrs ending in /p2p/PEER_ID (a node logs its peer_id at start: \"libp2p enabled\"). Any meshd node with libp2p on can serve. Empty: none (peers come from mDNS and the DHT of peers already known)."`
+		Bootstrap []string `key:"bootstrap" doc:"Bootstrap peers: multiaddrs ending in /p2p/PEER_ID (a node logs its peer_id at start: \"libp2p enabled\"). Any meshd node with libp2p on can serve. Empty: none (peers come from mDNS and from the peer records of nodes already connected)."`
 		MDNS      bool     `key:"mdns" doc:"Also find libp2p peers on the local networks by mDNS (_meshd-libp2p._udp). Off by default: tcp.mdns already links meshd nodes on a LAN. Only in builds with -tags libp2pmdns (it costs 1 MB): elsewhere true is an error at start."`
 		QUIC      bool     `key:"quic" doc:"Also listen on and dial QUIC (add a /udp/PORT/quic-v1 address to libp2p.listen). Only in amd64 and arm64 builds with -tags quic (it costs 1.6 MB): elsewhere true is an error at start."`
-		DHTClient bool     `key:"dht_client" doc:"Query the DHT without serving it (for nodes that others cannot reach). Builds with -tags nodht have no DHT: there true is an error at start."`
+		DHTClient bool     `key:"dht_client" doc:"Query the DHT without serving it (for nodes that others cannot reach). Only builds with -tags dht have a DHT (it costs 2.9 MB; release builds have none): elsewhere true is an error at start."`
 		MaxMemory int      `key:"max_memory" doc:"Bytes the libp2p resource manager may reserve for connections and streams (upper bounds of buffers, not resident memory; one peer may reserve a twelfth)."`
 		MaxConns  int      `key:"max_conns" doc:"Open libp2p connections at most."`
 		ConnsLow  int      `key:"conns_low" doc:"Connection manager low watermark: trimming stops here."`
