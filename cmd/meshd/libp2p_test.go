@@ -53,6 +53,11 @@ func TestRouterBuildHasNoLibp2p(t *testing.T) {
 		if strings.HasPrefix(p, "github.com/libp2p/go-libp2p") {
 			n++
 		}
+		// The DHT is opt-in (-tags dht): 2.9 MB the full build's budget
+		// cannot hold (docs/size.md).
+		if strings.HasPrefix(p, "github.com/libp2p/go-libp2p-kad-dht") {
+			t.Fatalf("the default full build links %s", p)
+		}
 	}
 	if n == 0 {
 		t.Fatal("the full build has no go-libp2p: the build tag is inverted")
@@ -188,7 +193,8 @@ func (recordingHandler) LinkDown(transport.Link, error)                 {}
 
 // TestLibp2pFiveDaemons: five meshd processes with libp2p only (no TCP,
 // no mDNS); four know only the first as bootstrap peer. They find each
-// other through the DHT, link pairwise, deliver a direct message, talk in
+// other through the signed peer records they publish on GossipSub (and
+// the DHT too in a build with -tags dht), link pairwise, deliver a direct message, talk in
 // a channel of all five, and a raw channel flood injected at one reaches
 // all.
 func TestLibp2pFiveDaemons(t *testing.T) {
@@ -220,6 +226,9 @@ func TestLibp2pFiveDaemons(t *testing.T) {
 	t.Logf("5 daemons pairwise linked %v after start", time.Since(start).Round(time.Millisecond))
 	eventually(t, 60*time.Second, "rendezvous found the others", func() error {
 		for _, n := range nodes {
+			if v := n.metric("meshd_libp2p_peer_records"); v < 4 {
+				return fmt.Errorf("%s holds %v peer records", n.name, v)
+			}
 			if v := n.metric("meshd_libp2p_rendezvous_found"); v < 4 {
 				return fmt.Errorf("%s: rendezvous found %v", n.name, v)
 			}
@@ -542,7 +551,8 @@ func rssKiB(t *testing.T, pid int) int {
 
 // TestLibp2pRSS measures the resident memory of a daemon without libp2p,
 // with libp2p idle, and with 50 libp2p peers linked (each an in-process
-// meshd libp2p node: envelope link, GossipSub, DHT). It is a measurement,
+// meshd libp2p node: envelope link, GossipSub; the DHT too with -tags
+// dht). It is a measurement,
 // not a check: run it with
 //
 //	MESHD_RSS=1 MESHD_TEST_NORACE=1 go test -run Libp2pRSS -v ./cmd/meshd
@@ -576,8 +586,8 @@ func TestLibp2pRSS(t *testing.T) {
 		done := make(chan struct{})
 		go func() { defer close(done); tr.Run(ctx, recordingHandler{up: make(chan transport.Link, 4)}) }()
 		t.Cleanup(func() { cancel(); <-done })
-		// Past the daemon's link limit (32) a peer stays connected (DHT,
-		// GossipSub) without an envelope link.
+		// Past the daemon's link limit (32) a peer stays connected
+		// (GossipSub, the DHT with -tags dht) without an envelope link.
 		cctx, ccancel := context.WithTimeout(ctx, 3*time.Second)
 		tr.Connect(cctx, ai)
 		ccancel()
