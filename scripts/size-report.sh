@@ -26,7 +26,7 @@ r=$(size "$out/router")
 f=$(size "$out/full")
 printf '%-48s %11s B  (budget 8,000,000: %s)\n' "router build, linux/mipsle (-tags router)" "$r" "$(verdict "$r" 8000000)"
 printf '%-48s %11s B  (budget 20,000,000: %s)\n' "full build, linux/arm64" "$f" "$(verdict "$f" 20000000)"
-for tags in nodht quic libp2pmdns quic,libp2pmdns; do
+for tags in dht quic libp2pmdns quic,libp2pmdns; do
 	arm64 -tags "$tags" -ldflags='-s -w' -o "$out/v"
 	v=$(size "$out/v")
 	printf '%-48s %11s B  (%+d B)\n' "full build, linux/arm64, -tags $tags" "$v" "$((v - f))"
