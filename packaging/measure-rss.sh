@@ -19,7 +19,8 @@
 # and qemu itself); "guest": for a 32-bit guest under qemu, the resident
 # pages of the mappings below 4 GiB (+1 MiB) in /proc/PID/smaps, which is the
 # guest's address space (its binary, heap, stacks; qemu's own heap and
-# translated-code buffer are mapped higher), for a native process VmRSS; and
+# translated-code buffer are mapped higher), for a native process VmRSS, and
+# of that the anonymous part (not the binary's pages); and
 # the daemon's own Go runtime view from /metrics (meshd_go_heap_bytes,
 # meshd_go_sys_bytes). Output: a table on stdout and TSV in $OUT (default
 # rss.tsv in a temp dir, path printed).
@@ -79,26 +80,32 @@ setup() { # setup ARCH: sets goarch variant qemu
 
 kb() { awk -v k="$2" '$1 == k":" { print $2 }' "/proc/$1/status"; }
 
-# guestkb PID QEMU: resident kB of the guest's address space (see above).
+# guestkb PID QEMU: resident kB of the guest's address space (see above),
+# and of it the anonymous memory (heap, stacks: not the binary's pages), TAB
+# separated.
 guestkb() {
 	if [ -z "$2" ]; then
-		kb "$1" VmRSS
+		printf '%s\t%s\n' "$(kb "$1" VmRSS)" "$(kb "$1" RssAnon)"
 		return
 	fi
 	if [ "$goarch" = arm64 ]; then
-		echo - # a 64-bit guest's mappings are not confined below 4 GiB
+		printf -- '-\t-\n' # a 64-bit guest's mappings are not confined below 4 GiB
 		return
 	fi
 	python3 - "$1" <<'PY'
 import re, sys
-total, cur = 0, None
+total = anon = 0
+cur = None
 for line in open(f"/proc/{sys.argv[1]}/smaps"):
     m = re.match(r"([0-9a-f]+)-[0-9a-f]+ ", line)
     if m:
         cur = int(m.group(1), 16)
-    elif line.startswith("Rss:") and cur is not None and cur < (1 << 32) + (1 << 20):
-        total += int(line.split()[1])
-print(total)
+    elif cur is not None and cur < (1 << 32) + (1 << 20):
+        if line.startswith("Rss:"):
+            total += int(line.split()[1])
+        elif line.startswith("Anonymous:"):
+            anon += int(line.split()[1])
+print(f"{total}\t{anon}")
 PY
 }
 
@@ -135,17 +142,18 @@ post_batch() {
 }
 
 row() { # row ARCH STATE PID DATADIR
-	local rss hwm heap sys guest
-	rss=$(kb "$3" VmRSS) hwm=$(kb "$3" VmHWM) guest=$(guestkb "$3" "$qemu")
+	local rss hwm heap sys guest anon
+	rss=$(kb "$3" VmRSS) hwm=$(kb "$3" VmHWM)
+	IFS=$'\t' read -r guest anon < <(guestkb "$3" "$qemu")
 	heap=- sys=-
 	if [ -n "$4" ]; then
 		heap=$(metric "$4" meshd_go_heap_bytes) sys=$(metric "$4" meshd_go_sys_bytes)
 	fi
-	printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$1" "$2" "$rss" "$hwm" "$guest" "$heap" "$sys" >>"$OUT"
-	printf '%-7s %-9s VmRSS %6s kB  VmHWM %6s kB  guest %6s kB  go heap %10s  go sys %10s\n' "$1" "$2" "$rss" "$hwm" "$guest" "$heap" "$sys"
+	printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$1" "$2" "$rss" "$hwm" "$guest" "$anon" "$heap" "$sys" >>"$OUT"
+	printf '%-7s %-9s VmRSS %6s kB  VmHWM %6s kB  guest %6s kB (anon %6s)  go heap %10s  go sys %10s\n' "$1" "$2" "$rss" "$hwm" "$guest" "$anon" "$heap" "$sys"
 }
 
-printf 'arch\tstate\tvmrss_kb\tvmhwm_kb\tguest_rss_kb\tgo_heap_bytes\tgo_sys_bytes\n' >"$OUT"
+printf 'arch\tstate\tvmrss_kb\tvmhwm_kb\tguest_rss_kb\tguest_anon_kb\tgo_heap_bytes\tgo_sys_bytes\n' >"$OUT"
 for arch in "$@"; do
 	setup "$arch"
 	if [ -n "$qemu" ]; then command -v "${qemu%% *}" >/dev/null || { echo "${qemu%% *} missing: scripts/install-deps.sh" >&2; exit 1; }; fi
