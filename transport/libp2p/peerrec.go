@@ -276,6 +276,9 @@ func (g *gossipLink) readRecords(ctx context.Context) {
 // remember keeps rec, received through a connection from via, and dials
 // its author if it is new to this node.
 func (g *gossipLink) remember(rec *peer.PeerRecord, via peer.ID) {
+	if rec.PeerID == g.t.pid {
+		return // our own record, relayed back
+	}
 	var viaAddr ma.Multiaddr
 	if bh := g.t.hostOrNil(); bh != nil {
 		if cs := bh.Network().ConnsToPeer(via); len(cs) > 0 {
