@@ -42,6 +42,7 @@ mv "$tsv.tmp" "$tsv"
 
 files=$(tail -n +2 "$tsv" | cut -f1)
 [ -n "$files" ] || { echo "dist: no target matched: $wanted" >&2; exit 1; }
+# shellcheck disable=SC2086 # one file name a word (names have no spaces)
 (cd "$dist" && sha256sum $files) >"$dist/SHA256SUMS"
 
 {

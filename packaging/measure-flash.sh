@@ -82,7 +82,7 @@ sleep 15
 printf 'phase\tnode\tminutes\tstore_bytes\tstore_syncs\trouter_commits\tother_file_bytes\tother_syncs\tftruncates\twrite_bytes\n' >"$OUT"
 text=$(head -c 150 /dev/zero | tr '\0' 'x')
 phase() { # phase NAME SENDS(0|1) MINUTES
-	local name=$1 send=$2 minutes=$3 s n node pid wb0a wb0b
+	local name=$1 send=$2 minutes=$3 s node pid wb0a wb0b
 	for node in a b; do
 		pid=$ap
 		[ $node = b ] && pid=$bp

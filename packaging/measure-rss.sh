@@ -161,6 +161,7 @@ for arch in "$@"; do
 	meshd_build "$bin" linux "$goarch" "$variant" router "$ver"
 	env_arch="GOARCH=$goarch"
 	case "$goarch" in arm) env_arch="$env_arch GOARM=$variant" ;; mips*) env_arch="$env_arch GOMIPS=$variant" ;; esac
+	# shellcheck disable=SC2086 # $env_arch is one or two assignments
 	(cd "$work/trivial" && env GOFLAGS= CGO_ENABLED=0 GOOS=linux $env_arch go build -trimpath -ldflags='-s -w' -o "$work/trivial-$arch" .)
 
 	# baseline

@@ -29,6 +29,7 @@ for t in "$@"; do
 	case "$t" in *-router) flavour=router name=${t%-router} ;; esac
 	line=$(echo "$MESHD_TARGETS" | awk -v n="$name" '$1 == n')
 	[ -n "$line" ] || { echo "repro: unknown target $t" >&2; exit 2; }
+	# shellcheck disable=SC2086 # NAME GOOS GOARCH VARIANT
 	set -- $line
 	(cd "$work/src" && meshd_build "$work/a" "$2" "$3" "$4" "$flavour" "$ver")
 	(cd "$work/elsewhere/deeper/src" && GOCACHE="$work/cache" meshd_build "$work/b" "$2" "$3" "$4" "$flavour" "$ver")

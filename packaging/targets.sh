@@ -1,3 +1,4 @@
+# shellcheck shell=sh disable=SC2034 # sourced; MESHD_TARGETS is used by the caller
 # Sourced by the packaging scripts (POSIX sh). The release matrix, one target
 # a line: NAME GOOS GOARCH VARIANT. NAME is what goes into the file name
 # (meshd-VERSION-NAME[-router]); VARIANT is GOARM for arm and GOMIPS/GOMIPS64
