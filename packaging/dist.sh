@@ -24,6 +24,7 @@ want() { # want NAME: is this binary asked for (all when no arguments)?
 wanted="$*"
 
 tsv="$dist/sizes.tsv"
+trap 'rm -f "$tsv.tmp"' EXIT
 printf 'file\ttarget\tflavour\tstripped_bytes\txz_bytes\n' >"$tsv.tmp"
 echo "$MESHD_TARGETS" | while read -r name os arch var; do
 	for flavour in full router; do
