@@ -43,6 +43,18 @@ func (r *Router) announceInterval(l *link) time.Duration {
 	return iv
 }
 
+// announceSuppressAfter is how many relays offering a path as good cancel
+// a pending announce relay: SuppressAfter, but one on a big radio mesh,
+// where announces are most of the airtime (lora-500: a third less announce
+// airtime; on smaller meshes one lost messages whose receivers then lacked
+// the sender's key: docs/routing.md).
+func (r *Router) announceSuppressAfter() int {
+	if len(r.peers) > bigRadioMesh && r.hasRadio() {
+		return 1
+	}
+	return r.o.SuppressAfter
+}
+
 // controlShare is the share of a radio link's airtime this node's
 // announces, path requests and flood relays may use: AnnounceShare, divided
 // on a big radio mesh by the known nodes over bigRadioMesh. Every node's
@@ -263,7 +275,7 @@ func (r *Router) fireRelay(now time.Time, pr *pendingRelay) {
 					n++
 				}
 			}
-			if n >= r.o.SuppressAfter {
+			if n >= r.announceSuppressAfter() {
 				r.drop(DropSuppressed)
 				return
 			}
