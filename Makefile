@@ -23,7 +23,7 @@ run: check-go
 	$(GO) run ./cmd/meshd run
 
 # The whole suite. Installs what it needs on Debian/Ubuntu.
-test: deps fmt vet race cross qemu fuzz
+test: deps fmt vet race cross qemu fuzz size-check dist-smoke package-check
 	@echo "all checks passed"
 
 deps:

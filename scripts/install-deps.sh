@@ -3,12 +3,14 @@
 # qemu-user-static (core tests on mips and arm), iproute2 (network namespace
 # tests), chromium (the web UI's browser tests), zbar-tools (an independent QR
 # decoder for the web UI's QR encoder), avahi (mDNS interoperability test),
-# xz-utils (make dist's compressed sizes).
+# xz-utils (make dist's compressed sizes), busybox (the OpenWrt init script's
+# test runs under its ash).
 # Does nothing when they are present.
 set -eu
 missing=""
 command -v qemu-mips-static >/dev/null 2>&1 || missing="$missing qemu-user-static"
 command -v xz >/dev/null 2>&1 || missing="$missing xz-utils"
+command -v busybox >/dev/null 2>&1 || missing="$missing busybox"
 command -v ip >/dev/null 2>&1 || missing="$missing iproute2"
 command -v chromium >/dev/null 2>&1 || [ -x /usr/bin/chromium ] || missing="$missing chromium"
 command -v zbarimg >/dev/null 2>&1 || missing="$missing zbar-tools"
