@@ -16,7 +16,6 @@ import (
 	mh "github.com/multiformats/go-multihash"
 
 	"github.com/openmeshd/meshd/envelope"
-	"github.com/openmeshd/meshd/transport"
 )
 
 // The DHT's tests: only builds with -tags dht have it.
@@ -55,64 +54,8 @@ func TestFiveNodesDHT(t *testing.T) {
 		return nil
 	})
 	t.Logf("rendezvous found every other node after %v", time.Since(start).Round(time.Millisecond))
-	// Wait for the gossip meshes to form (heartbeat: 1 s).
-	waitFor(t, 20*time.Second, "gossip topics have peers", func() error {
-		for i, n := range nodes {
-			if p := n.t.Stats().GossipMeshPeers[topicChannel]; p < 2 {
-				return fmt.Errorf("node %d sees %d channel topic peers", i, p)
-			}
-		}
-		return nil
-	})
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
-	// Every node floods one channel message on its gossip link; everyone
-	// else receives each one from its publisher.
-	floods := make([][]byte, len(nodes))
-	for i, n := range nodes {
-		floods[i] = channelEnvelope(t, fmt.Sprintf("flood from node %d", i))
-		if err := n.rec.gossip().Send(ctx, transport.Frame{To: transport.Broadcast, Data: floods[i]}); err != nil {
-			t.Fatalf("node %d: publish: %v", i, err)
-		}
-	}
-	waitFor(t, 20*time.Second, "every flood reached every other node", func() error {
-		for i, n := range nodes {
-			for j, m := range nodes {
-				if i == j {
-					continue
-				}
-				f, ok := n.rec.find(floods[j])
-				if !ok {
-					return fmt.Errorf("node %d did not get node %d's flood", i, j)
-				}
-				if !isGossip(f.link) || f.meta.From != transport.Addr(keyBytes(m.id.PublicKey())) {
-					return fmt.Errorf("node %d got node %d's flood on %s from %x", i, j, f.link.Info().Kind, f.meta.From)
-				}
-			}
-		}
-		return nil
-	})
-	// Unicast: over an envelope link, and through the gossip link to a
-	// neighbour named by its key (what the router does to answer a
-	// gossip neighbour).
-	direct := []byte("\x01direct frame over an envelope link")
-	if err := nodes[1].rec.streamPeers()[nodes[4].id.PublicKey()].Send(ctx, transport.Frame{Data: direct}); err != nil {
-		t.Fatal(err)
-	}
-	viaGossip := []byte("\x01frame to one gossip neighbour")
-	k := nodes[3].id.PublicKey()
-	if err := nodes[2].rec.gossip().Send(ctx, transport.Frame{To: transport.Addr(keyBytes(k)), Data: viaGossip}); err != nil {
-		t.Fatal(err)
-	}
-	waitFor(t, 10*time.Second, "unicast frames arrive", func() error {
-		if _, ok := nodes[4].rec.find(direct); !ok {
-			return fmt.Errorf("node 4 did not get the direct frame")
-		}
-		if f, ok := nodes[3].rec.find(viaGossip); !ok || f.link.Info().Peer != nodes[2].id.PublicKey() {
-			return fmt.Errorf("node 3 did not get the frame sent to it on node 2's gossip link (%v)", ok)
-		}
-		return nil
-	})
+	// Gossip meshes form on the 1 s heartbeat.
+	checkFloodsAndUnicast(t, nodes, 2)
 	st := nodes[2].t.Stats()
 	if st.GossipUnicastSent == 0 {
 		t.Errorf("gossip unicast not counted: %+v", st)

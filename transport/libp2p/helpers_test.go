@@ -5,6 +5,7 @@ package libp2p
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"sync"
 	"testing"
 	"time"
@@ -221,4 +222,64 @@ func announce(t testing.TB, id *envelope.Identity, seq uint32) []byte {
 		t.Fatal(err)
 	}
 	return b
+}
+
+// checkFloodsAndUnicast: once every node's channel topic mesh has at least
+// minMesh peers, every node floods one channel message and every other node
+// receives it on its gossip link from its publisher; then a frame crosses
+// an envelope link (1 -> 4) and one goes to a gossip neighbour named by its
+// key (2 -> 3), which is how the router answers a gossip neighbour.
+func checkFloodsAndUnicast(t *testing.T, nodes []*node, minMesh int) {
+	t.Helper()
+	waitFor(t, 20*time.Second, "gossip topics have peers", func() error {
+		for i, n := range nodes {
+			if p := n.t.Stats().GossipMeshPeers[topicChannel]; p < minMesh {
+				return fmt.Errorf("node %d sees %d channel topic peers", i, p)
+			}
+		}
+		return nil
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	floods := make([][]byte, len(nodes))
+	for i, n := range nodes {
+		floods[i] = channelEnvelope(t, fmt.Sprintf("flood from node %d", i))
+		if err := n.rec.gossip().Send(ctx, transport.Frame{To: transport.Broadcast, Data: floods[i]}); err != nil {
+			t.Fatalf("node %d: publish: %v", i, err)
+		}
+	}
+	waitFor(t, 20*time.Second, "every flood reached every other node", func() error {
+		for i, n := range nodes {
+			for j, m := range nodes {
+				if i == j {
+					continue
+				}
+				f, ok := n.rec.find(floods[j])
+				if !ok {
+					return fmt.Errorf("node %d did not get node %d's flood", i, j)
+				}
+				if !isGossip(f.link) || f.meta.From != transport.Addr(keyBytes(m.id.PublicKey())) {
+					return fmt.Errorf("node %d got node %d's flood on %s from %x", i, j, f.link.Info().Kind, f.meta.From)
+				}
+			}
+		}
+		return nil
+	})
+	direct := []byte("\x01direct frame over an envelope link")
+	if err := nodes[1].rec.streamPeers()[nodes[4].id.PublicKey()].Send(ctx, transport.Frame{Data: direct}); err != nil {
+		t.Fatal(err)
+	}
+	viaGossip := []byte("\x01frame to one gossip neighbour")
+	if err := nodes[2].rec.gossip().Send(ctx, transport.Frame{To: transport.Addr(keyBytes(nodes[3].id.PublicKey())), Data: viaGossip}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 10*time.Second, "unicast frames arrive", func() error {
+		if _, ok := nodes[4].rec.find(direct); !ok {
+			return fmt.Errorf("node 4 did not get the direct frame")
+		}
+		if f, ok := nodes[3].rec.find(viaGossip); !ok || f.link.Info().Peer != nodes[2].id.PublicKey() {
+			return fmt.Errorf("node 3 did not get the frame sent to it on node 2's gossip link (%v)", ok)
+		}
+		return nil
+	})
 }
