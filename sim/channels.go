@@ -189,16 +189,7 @@ func (n *chanNode) LinkUp(now time.Time, l LinkID, info transport.Info, out *Out
 		n.catchUpAt = now.Add(chanCatchUpDelay)
 	}
 	n.links++
-	// As routerNode.LinkUp, with this node's flush.
-	li := routing.LinkInfo{Info: info}
-	li.ID = string(linkName(l))
-	for _, el := range n.rn.env.Links {
-		if el.ID == l {
-			li.DutyCycle, li.Airtime, li.Overhears = el.DutyCycle, el.Airtime, el.Overhears
-		}
-	}
-	n.rn.links[linkName(l)] = l
-	n.rn.r.LinkUp(now, li)
+	routerLinkUp(n.rn.r, n.rn.env, n.rn.links, now, l, info)
 	n.flush(now, out)
 }
 

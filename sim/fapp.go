@@ -534,15 +534,7 @@ func fappNeighbours(r *routing.Router, now time.Time, link routing.LinkID) int {
 func (n *fappNode) Start(now time.Time, out *Out) { n.flush(now, out) }
 
 func (n *fappNode) LinkUp(now time.Time, l LinkID, info transport.Info, out *Out) {
-	li := routing.LinkInfo{Info: info}
-	li.ID = string(linkName(l))
-	for _, el := range n.env.Links {
-		if el.ID == l {
-			li.DutyCycle, li.Airtime, li.Overhears = el.DutyCycle, el.Airtime, el.Overhears
-		}
-	}
-	n.links[linkName(l)] = l
-	n.r.LinkUp(now, li)
+	routerLinkUp(n.r, n.env, n.links, now, l, info)
 	n.flush(now, out)
 }
 

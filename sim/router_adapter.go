@@ -152,18 +152,26 @@ func (n *routerNode) RawRadio() bool { return n.raw }
 
 func linkName(l LinkID) routing.LinkID { return routing.LinkID("l" + strconv.Itoa(int(l))) }
 
-func (n *routerNode) Start(now time.Time, out *Out) { n.flush(now, out) }
-
-func (n *routerNode) LinkUp(now time.Time, l LinkID, info transport.Info, out *Out) {
+// routerLinkUp tells a router about a simulated link coming up, with the
+// medium's duty cycle, airtime model and overhearing; links maps the
+// router's link names back to the simulator's. Every harness that wraps a
+// router (this adapter, channels, FAPP) brings links up through it.
+func routerLinkUp(r *routing.Router, env Env, links map[routing.LinkID]LinkID, now time.Time, l LinkID, info transport.Info) {
 	li := routing.LinkInfo{Info: info}
 	li.ID = string(linkName(l))
-	for _, el := range n.env.Links {
+	for _, el := range env.Links {
 		if el.ID == l {
 			li.DutyCycle, li.Airtime, li.Overhears = el.DutyCycle, el.Airtime, el.Overhears
 		}
 	}
-	n.links[linkName(l)] = l
-	n.r.LinkUp(now, li)
+	links[linkName(l)] = l
+	r.LinkUp(now, li)
+}
+
+func (n *routerNode) Start(now time.Time, out *Out) { n.flush(now, out) }
+
+func (n *routerNode) LinkUp(now time.Time, l LinkID, info transport.Info, out *Out) {
+	routerLinkUp(n.r, n.env, n.links, now, l, info)
 	n.flush(now, out)
 }
 
