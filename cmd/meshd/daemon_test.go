@@ -446,6 +446,30 @@ func TestBadInput(t *testing.T) {
 	}
 	// Still serving.
 	a.mustCLI("status")
+
+	// A full store: messages for a node nobody has heard of are queued
+	// until the per-destination quota (a quarter of the 256-message outbox);
+	// the next one is refused with a clear code and leaves nothing behind,
+	// and other destinations are still accepted.
+	post := func(to string) (int, string) {
+		return raw("POST", "/v1/messages", `{"to":"`+to+`","text":"queued for nobody"}`)
+	}
+	stranger, other := strings.Repeat("cd", 16), strings.Repeat("ef", 16)
+	for i := 0; i < 64; i++ {
+		if code, resp := post(stranger); code != 202 {
+			t.Fatalf("message %d: %d, want 202\n%s", i, code, resp)
+		}
+	}
+	if code, resp := post(stranger); code != 503 || !strings.Contains(resp, "outbox_full") {
+		t.Fatalf("over the quota: %d, want 503 outbox_full\n%s", code, resp)
+	}
+	if n := len(jsonLines[map[string]any](t, a.mustCLI("outbox", "--json"))); n != 64 {
+		t.Fatalf("outbox holds %d messages after the refusal, want 64", n)
+	}
+	if code, resp := post(other); code != 202 {
+		t.Fatalf("another destination: %d, want 202\n%s", code, resp)
+	}
+	a.mustCLI("status")
 }
 
 func TestConfigErrors(t *testing.T) {
