@@ -17,6 +17,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"unicode"
 )
 
 // ErrUnsupported: no serial port support on this OS, or a baud rate the
@@ -111,7 +112,9 @@ func usbIdentity(devLink string, p *Port) {
 }
 
 // readLine returns a sysfs attribute's first line, "" if absent; at most
-// 256 bytes are read (attributes are short).
+// 256 bytes are read (attributes are short). The serial and product
+// strings come from the device itself: anything not printable (escape
+// sequences, tabs that would break `meshd radio ports` columns) becomes '?'.
 func readLine(path string) string {
 	f, err := os.Open(path)
 	if err != nil {
@@ -121,5 +124,10 @@ func readLine(path string) string {
 	buf := make([]byte, 256)
 	n, _ := f.Read(buf)
 	line, _, _ := strings.Cut(string(buf[:n]), "\n")
-	return strings.TrimSpace(line)
+	return strings.Map(func(r rune) rune {
+		if !unicode.IsPrint(r) {
+			return '?'
+		}
+		return r
+	}, strings.TrimSpace(line))
 }

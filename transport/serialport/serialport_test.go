@@ -4,6 +4,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"strings"
 	"testing"
 )
 
@@ -102,5 +103,27 @@ func TestListHost(t *testing.T) {
 		if !portName(filepath.Base(p.Path)) {
 			t.Errorf("listed %s", p.Path)
 		}
+	}
+}
+
+func TestReadLineUntrusted(t *testing.T) {
+	// A device's product string with an escape sequence, a tab and a
+	// second line, and one longer than the 256 bytes read.
+	dir := t.TempDir()
+	p := filepath.Join(dir, "product")
+	if err := os.WriteFile(p, []byte("Evil\x1b[2J\tRadio\nsecond line\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if got, want := readLine(p), "Evil?[2J?Radio"; got != want {
+		t.Errorf("readLine = %q, want %q", got, want)
+	}
+	if err := os.WriteFile(p, []byte(strings.Repeat("x", 1000)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if got := readLine(p); len(got) != 256 {
+		t.Errorf("readLine of a long attribute: %d bytes, want 256", len(got))
+	}
+	if got := readLine(filepath.Join(dir, "absent")); got != "" {
+		t.Errorf("readLine of a missing attribute = %q", got)
 	}
 }
