@@ -19,9 +19,12 @@ type outMsg struct {
 	// waiting: the last attempt found no key or no route.
 	waiting bool
 	done    bool
-	held    bool      // StateHeld reported
-	first   time.Time // first transmission, for round-trip samples
-	hops    uint8     // route length then
+	held    bool // StateHeld reported
+	// heldWait: the attempt whose retry a held notice postponed already
+	// (an unauthenticated notice postpones each attempt's retry once).
+	heldWait uint16
+	first    time.Time // first transmission, for round-trip samples
+	hops     uint8     // route length then
 }
 
 // Send queues payload for dst's application port and returns the message

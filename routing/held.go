@@ -102,7 +102,13 @@ func (r *Router) ownHeld(now time.Time, e *envelope.Envelope) bool {
 		}
 		// Custody: the holder forwards the message when it finds a
 		// route, so the next end-to-end retry can wait long; it still
-		// comes, in case the holder loses it or gives up.
+		// comes, in case the holder loses it or gives up. Once per
+		// attempt: a forged or replayed notice must not put the retry
+		// off again and again.
+		if om.heldWait == om.rec.Attempts {
+			return true
+		}
+		om.heldWait = om.rec.Attempts
 		if next := now.Add(r.o.RetryMax / 2); om.next.Before(next) {
 			om.next = next
 		}

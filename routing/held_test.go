@@ -1,11 +1,14 @@
 package routing_test
 
 import (
+	"bytes"
 	"fmt"
 	"testing"
 	"time"
 
+	"github.com/openmeshd/meshd/envelope"
 	"github.com/openmeshd/meshd/routing"
+	"github.com/openmeshd/meshd/transport"
 )
 
 // TestHeldNotice: on a radio line whose relays overhear each other, the
@@ -68,5 +71,48 @@ func TestHeldNotice(t *testing.T) {
 	}
 	if s := relay.r.Stats(); s.Held != 0 {
 		t.Fatalf("relay still holds %d", s.Held)
+	}
+}
+
+// TestHeldNoticeReplay: held notices are not authenticated, so one forged
+// or replayed again and again puts each end-to-end retry off only once: the
+// sender keeps retrying.
+func TestHeldNoticeReplay(t *testing.T) {
+	n, nodes := line(t, 2, false, nil)
+	n.run(5 * time.Minute)
+	a, z := nodes[0], nodes[1]
+	z.up = false
+	var data []byte
+	n.onSend = func(from *tnode, f *routing.SendFrame) bool {
+		if from == a && f.Kind == envelope.KindData && data == nil {
+			data = bytes.Clone(f.Data)
+		}
+		return false
+	}
+	if _, err := a.r.Send(n.now(), routing.ToKey(z.id.PublicKey()), 0, []byte("m")); err != nil {
+		t.Fatal(err)
+	}
+	n.collect(a)
+	if data == nil {
+		t.Fatal("no Data frame sent")
+	}
+	e, err := envelope.Parse(data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	notice, err := envelope.NewHeld(&e, 8)
+	if err != nil {
+		t.Fatal(err)
+	}
+	before := a.r.Stats().Retries
+	for i := 0; i < 120; i++ { // a notice every 30 s for an hour
+		a.r.Receive(n.now(), p2pID(a, z), bytes.Clone(notice), transport.Meta{})
+		n.collect(a)
+		n.run(30 * time.Second)
+	}
+	retries := a.r.Stats().Retries - before
+	t.Logf("sender retries in an hour under replayed notices: %d", retries)
+	if retries < 2 {
+		t.Fatalf("replayed held notices held off the sender's retries (%d in an hour)", retries)
 	}
 }
