@@ -162,8 +162,7 @@ func (r *Router) onUnicast(now time.Time, l *link, raw []byte, e *envelope.Envel
 			// already: this is an end-to-end retry after the Ack was lost
 			// nearer the sender. The Ack answers it; the Data need not
 			// cross the rest of the path again.
-			r.stats.AckReplays++
-			r.emitFrame(now, l, SendFrame{Link: l.id, To: m.From, Priority: transport.PriorityRelay, Data: clone(c.ack), Kind: envelope.KindAck, NoAck: r.passive(l)}, false)
+			r.replayAck(now, l, m.From, c.ack)
 			return
 		}
 		// The Ack will come back the way the Data went.

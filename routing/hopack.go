@@ -259,8 +259,7 @@ func (r *Router) answerDuplicate(now time.Time, l *link, m transport.Meta, raw [
 	r.dedup.put(k, ent)
 	if e.Kind == envelope.KindData {
 		if c, ok := r.crumbs[r.flowToken(e.Src.Hint(), e.Dst.Hint(), e.Counter)]; ok && c.ack != nil && now.Before(c.expires) {
-			r.stats.AckReplays++
-			r.emitFrame(now, l, SendFrame{Link: l.id, To: m.From, Priority: transport.PriorityRelay, Data: clone(c.ack), Kind: envelope.KindAck, NoAck: true}, false)
+			r.replayAck(now, l, m.From, c.ack)
 			return
 		}
 	}
@@ -268,4 +267,11 @@ func (r *Router) answerDuplicate(now time.Time, l *link, m transport.Meta, raw [
 	data[envelope.OffsetTTL] = 0
 	r.stats.Echoes++
 	r.emitFrame(now, l, SendFrame{Link: l.id, To: m.From, Priority: transport.PriorityRelay, Data: data, Kind: e.Kind, NoAck: true}, false)
+}
+
+// replayAck answers neighbour nb on l, which sent us a Data envelope whose
+// Ack we carried back already (the crumb's ack), with a copy of that Ack.
+func (r *Router) replayAck(now time.Time, l *link, nb transport.Addr, ack []byte) {
+	r.stats.AckReplays++
+	r.emitFrame(now, l, SendFrame{Link: l.id, To: nb, Priority: transport.PriorityRelay, Data: clone(ack), Kind: envelope.KindAck, NoAck: r.passive(l)}, false)
 }
