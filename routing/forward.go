@@ -435,9 +435,8 @@ func (r *Router) holdAsk(now time.Time, raw []byte, e *envelope.Envelope, k uint
 	perDst, perSrc := size, size
 	for _, h := range r.held {
 		if h.key == k {
-			// Already held: an end-to-end retry; tell the sender
-			// again, so it keeps waiting.
-			r.noticeHeld(now, h, e)
+			// Already held. (An end-to-end retry of a held Data
+			// envelope is answered before it gets here: forwardUnicast.)
 			return
 		}
 		if h.dst.Hint() == dstH {
