@@ -84,19 +84,12 @@ func cmdChannel(ctx context.Context, s stdio, args []string) error {
 		if err := need(0, "list [--json]"); err != nil {
 			return err
 		}
-		var items []node.ChannelView
-		if err := c.do(ctx, "GET", "/v1/channels", nil, &items); err != nil {
-			return err
-		}
-		if *asJSON {
-			return printJSONLines(s.out, items)
-		}
-		tw := tabwriter.NewWriter(s.out, 2, 4, 2, ' ', 0)
-		fmt.Fprintln(tw, "ID\tNAME\tSTATUS\tROLE\tMEMBERS\tEPOCH\tPOLICY")
-		for _, v := range items {
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%d\t%s\n", v.ID, v.Name, v.Status, orDash(v.Role), v.Members, v.Epoch, v.Policy)
-		}
-		return tw.Flush()
+		return getList(ctx, s, c, "/v1/channels", *asJSON, func(tw io.Writer, items []node.ChannelView) {
+			fmt.Fprintln(tw, "ID\tNAME\tSTATUS\tROLE\tMEMBERS\tEPOCH\tPOLICY")
+			for _, v := range items {
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%d\t%s\n", v.ID, v.Name, v.Status, orDash(v.Role), v.Members, v.Epoch, v.Policy)
+			}
+		})
 	case "create":
 		if err := need(1, "create NAME [--signed | --announce]"); err != nil {
 			return err
@@ -184,23 +177,16 @@ func cmdChannel(ctx context.Context, s stdio, args []string) error {
 		if err := need(1, sub+" CH [--json]"); err != nil {
 			return err
 		}
-		var items []node.MemberView
-		if err := c.do(ctx, "GET", chPath()+"/"+sub, nil, &items); err != nil {
-			return err
-		}
-		if *asJSON {
-			return printJSONLines(s.out, items)
-		}
-		tw := tabwriter.NewWriter(s.out, 2, 4, 2, ' ', 0)
-		fmt.Fprintln(tw, "ADDRESS\tROLE\tNAME\tFINGERPRINT")
-		for _, m := range items {
-			name := orDash(m.Name)
-			if m.Self {
-				name = "(this node)"
+		return getList(ctx, s, c, chPath()+"/"+sub, *asJSON, func(tw io.Writer, items []node.MemberView) {
+			fmt.Fprintln(tw, "ADDRESS\tROLE\tNAME\tFINGERPRINT")
+			for _, m := range items {
+				name := orDash(m.Name)
+				if m.Self {
+					name = "(this node)"
+				}
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", m.Address, m.Role, name, m.Fingerprint)
 			}
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", m.Address, m.Role, name, m.Fingerprint)
-		}
-		return tw.Flush()
+		})
 	case "remove", "admit", "reject":
 		if len(pos) < 2 {
 			return usage(sub + " CH MEMBER...")

@@ -118,20 +118,13 @@ func cmdFAPP(ctx context.Context, s stdio, args []string) error {
 			if len(pos) != 0 {
 				return usage("slot list [--json]")
 			}
-			var items []node.FAPPOwnSlotView
-			if err := c.do(ctx, "GET", "/v1/fapp/slots", nil, &items); err != nil {
-				return err
-			}
-			if *asJSON {
-				return printJSONLines(s.out, items)
-			}
-			tw := tabwriter.NewWriter(s.out, 2, 4, 2, ' ', 0)
-			fmt.Fprintln(tw, "ID\tSTART\tMIN\tTYPE\tSETTING\tMODALITÄT\tBOOKED\tPENDING")
-			for _, v := range items {
-				fmt.Fprintf(tw, "%d\t%s\t%d\t%s\t%s\t%s\t%v\t%d\n", v.ID, v.Start.Local().Format("2006-01-02 15:04"), v.DurationMinutes,
-					v.Type, v.Setting, v.Modalitaet, v.Booked, v.Pending)
-			}
-			return tw.Flush()
+			return getList(ctx, s, c, "/v1/fapp/slots", *asJSON, func(tw io.Writer, items []node.FAPPOwnSlotView) {
+				fmt.Fprintln(tw, "ID\tSTART\tMIN\tTYPE\tSETTING\tMODALITÄT\tBOOKED\tPENDING")
+				for _, v := range items {
+					fmt.Fprintf(tw, "%d\t%s\t%d\t%s\t%s\t%s\t%v\t%d\n", v.ID, v.Start.Local().Format("2006-01-02 15:04"), v.DurationMinutes,
+						v.Type, v.Setting, v.Modalitaet, v.Booked, v.Pending)
+				}
+			})
 		case "add":
 			if len(pos) != 0 || o.typ == "" || o.start == "" {
 				return usage("slot add --type T --start TIME [--duration D] [--setting S] [--modalitaet M]")
@@ -178,20 +171,13 @@ func cmdFAPP(ctx context.Context, s stdio, args []string) error {
 		if len(pos) != 0 {
 			return usage("requests [--json]")
 		}
-		var items []node.FAPPRequestView
-		if err := c.do(ctx, "GET", "/v1/fapp/requests", nil, &items); err != nil {
-			return err
-		}
-		if *asJSON {
-			return printJSONLines(s.out, items)
-		}
-		tw := tabwriter.NewWriter(s.out, 2, 4, 2, ' ', 0)
-		fmt.Fprintln(tw, "ID\tSLOT\tSTART\tRECEIVED\tOUTCOME\tCONTACT")
-		for _, v := range items {
-			fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\t%s\n", v.ID, v.Slot, v.SlotStart.Local().Format("2006-01-02 15:04"),
-				v.Received.Local().Format("2006-01-02 15:04"), v.Outcome, orDash(oneLine(v.Contact)))
-		}
-		return tw.Flush()
+		return getList(ctx, s, c, "/v1/fapp/requests", *asJSON, func(tw io.Writer, items []node.FAPPRequestView) {
+			fmt.Fprintln(tw, "ID\tSLOT\tSTART\tRECEIVED\tOUTCOME\tCONTACT")
+			for _, v := range items {
+				fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\t%s\n", v.ID, v.Slot, v.SlotStart.Local().Format("2006-01-02 15:04"),
+					v.Received.Local().Format("2006-01-02 15:04"), v.Outcome, orDash(oneLine(v.Contact)))
+			}
+		})
 	case "confirm", "decline":
 		if len(pos) != 1 {
 			return usage(sub + " ID [--message TEXT]")
@@ -298,19 +284,12 @@ func cmdFAPP(ctx context.Context, s stdio, args []string) error {
 		}
 		return enc.Encode(v)
 	case "anchors":
-		var items []node.FAPPAnchorView
-		if err := c.do(ctx, "GET", "/v1/fapp/anchors", nil, &items); err != nil {
-			return err
-		}
-		if *asJSON {
-			return printJSONLines(s.out, items)
-		}
-		tw := tabwriter.NewWriter(s.out, 2, 4, 2, ' ', 0)
-		fmt.Fprintln(tw, "NAME\tID\tKEY")
-		for _, v := range items {
-			fmt.Fprintf(tw, "%s\t%s\t%s\n", v.Name, v.ID, v.Key)
-		}
-		return tw.Flush()
+		return getList(ctx, s, c, "/v1/fapp/anchors", *asJSON, func(tw io.Writer, items []node.FAPPAnchorView) {
+			fmt.Fprintln(tw, "NAME\tID\tKEY")
+			for _, v := range items {
+				fmt.Fprintf(tw, "%s\t%s\t%s\n", v.Name, v.ID, v.Key)
+			}
+		})
 	}
 	return fmt.Errorf("%w: unknown subcommand %q\n%s", errUsage, sub, fappUsage)
 }

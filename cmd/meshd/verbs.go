@@ -30,17 +30,23 @@ func listVerb[T any](name, path string, table func(w io.Writer, items []T)) func
 		if err != nil {
 			return err
 		}
-		var items []T
-		if err := c.do(ctx, "GET", path, nil, &items); err != nil {
-			return err
-		}
-		if *asJSON {
-			return printJSONLines(s.out, items)
-		}
-		tw := tabwriter.NewWriter(s.out, 2, 4, 2, ' ', 0)
-		table(tw, items)
-		return tw.Flush()
+		return getList(ctx, s, c, path, *asJSON, table)
 	}
+}
+
+// getList fetches one listing and prints it as JSON lines or, through
+// table, as aligned columns.
+func getList[T any](ctx context.Context, s stdio, c *client, path string, asJSON bool, table func(w io.Writer, items []T)) error {
+	var items []T
+	if err := c.do(ctx, "GET", path, nil, &items); err != nil {
+		return err
+	}
+	if asJSON {
+		return printJSONLines(s.out, items)
+	}
+	tw := tabwriter.NewWriter(s.out, 2, 4, 2, ' ', 0)
+	table(tw, items)
+	return tw.Flush()
 }
 
 func cmdStatus(ctx context.Context, s stdio, args []string) error {
@@ -138,19 +144,12 @@ func cmdContacts(ctx context.Context, s stdio, args []string) error {
 	}
 	switch sub {
 	case "list":
-		var items []node.ContactView
-		if err := c.do(ctx, "GET", "/v1/contacts", nil, &items); err != nil {
-			return err
-		}
-		if *asJSON {
-			return printJSONLines(s.out, items)
-		}
-		tw := tabwriter.NewWriter(s.out, 2, 4, 2, ' ', 0)
-		fmt.Fprintln(tw, "NAME\tADDRESS\tVERIFIED\tREACHABLE\tCLAIMED NAME (UNVERIFIED)")
-		for _, c := range items {
-			fmt.Fprintf(tw, "%s\t%s\t%v\t%v\t%s\n", c.Name, c.Address, c.Verified, c.Reachable, orDash(c.Claimed))
-		}
-		return tw.Flush()
+		return getList(ctx, s, c, "/v1/contacts", *asJSON, func(tw io.Writer, items []node.ContactView) {
+			fmt.Fprintln(tw, "NAME\tADDRESS\tVERIFIED\tREACHABLE\tCLAIMED NAME (UNVERIFIED)")
+			for _, c := range items {
+				fmt.Fprintf(tw, "%s\t%s\t%v\t%v\t%s\n", c.Name, c.Address, c.Verified, c.Reachable, orDash(c.Claimed))
+			}
+		})
 	case "add":
 		if len(fl.Args()) != 2 {
 			return fmt.Errorf("%w: meshd contacts add NAME ADDRESS|KEY", errUsage)
