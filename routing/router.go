@@ -259,7 +259,9 @@ func (r *Router) load(now time.Time) error {
 			r.batch.Delete(BucketHeld, bytes.Clone(k))
 			return nil
 		}
-		r.addHeld(&heldMsg{key: binary.BigEndian.Uint64(k), rec: rec, dst: e.Dst, kind: e.Kind, src: srcHint(&e)})
+		// Ticked like a newly held one (a zero retry would wait for a
+		// route to appear and never ask for one).
+		r.addHeld(&heldMsg{key: binary.BigEndian.Uint64(k), rec: rec, dst: e.Dst, kind: e.Kind, src: srcHint(&e), retry: now.Add(time.Minute)})
 		return nil
 	})
 	if err != nil {
