@@ -1161,6 +1161,16 @@ func (req *fappSearchRequest) filter() (fapp.Filter, error) {
 	return f, nil
 }
 
+// fappWait checks a wait_seconds before converting it: the float itself
+// is bounded, so NaN and values beyond a Duration (whose conversion is
+// implementation-defined) are refused rather than passed.
+func fappWait(seconds float64) (time.Duration, error) {
+	if !(seconds >= 0 && seconds <= maxFAPPWait.Seconds()) {
+		return 0, fmt.Errorf("%w: wait_seconds must be within 0..%d", fapp.ErrInvalid, int(maxFAPPWait/time.Second))
+	}
+	return time.Duration(seconds * float64(time.Second)), nil
+}
+
 func (a *fappApp) apiSearch(w http.ResponseWriter, r *http.Request) {
 	var req fappSearchRequest
 	if err := readJSON(w, r, &req); err != nil {
@@ -1172,9 +1182,9 @@ func (a *fappApp) apiSearch(w http.ResponseWriter, r *http.Request) {
 		failFAPP(w, err)
 		return
 	}
-	wait := time.Duration(req.WaitSeconds * float64(time.Second))
-	if wait < 0 || wait > maxFAPPWait {
-		failFAPP(w, fmt.Errorf("%w: wait_seconds must be within 0..%d", fapp.ErrInvalid, int(maxFAPPWait/time.Second)))
+	wait, err := fappWait(req.WaitSeconds)
+	if err != nil {
+		failFAPP(w, err)
 		return
 	}
 	if !req.Network {
@@ -1381,11 +1391,13 @@ func (a *fappApp) apiReservation(w http.ResponseWriter, r *http.Request) {
 	var wait time.Duration
 	if s := r.URL.Query().Get("wait_seconds"); s != "" {
 		f, err := strconv.ParseFloat(s, 64)
-		if err != nil || f < 0 || f > maxFAPPWait.Seconds() {
-			failFAPP(w, fmt.Errorf("%w: wait_seconds must be within 0..%d", fapp.ErrInvalid, int(maxFAPPWait/time.Second)))
+		if err != nil {
+			f = -1
+		}
+		if wait, err = fappWait(f); err != nil {
+			failFAPP(w, err)
 			return
 		}
-		wait = time.Duration(f * float64(time.Second))
 	}
 	// Subscribe first, so an answer between the check and the wait is not
 	// missed.

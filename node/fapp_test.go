@@ -5,8 +5,10 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
+	"math"
 	"net"
 	"net/http"
 	"path/filepath"
@@ -330,5 +332,24 @@ func TestFAPPReservationWaitsForRoute(t *testing.T) {
 	tn.api("GET", "/v1/fapp/reservations", nil, &list)
 	if len(list) != 1 || list[0].ID != res.ID {
 		t.Fatalf("reservations: %+v", list)
+	}
+}
+
+// TestFAPPWaitBounds: wait_seconds is bounded as a float, so NaN and values
+// beyond a time.Duration are refused on every architecture.
+func TestFAPPWaitBounds(t *testing.T) {
+	for _, f := range []float64{0, 0.5, 300} {
+		if d, err := fappWait(f); err != nil || d != time.Duration(f*float64(time.Second)) {
+			t.Errorf("fappWait(%v) = %v, %v", f, d, err)
+		}
+	}
+	for _, f := range []float64{-1, 300.5, 1e300, math.Inf(1), math.NaN()} {
+		if d, err := fappWait(f); !errors.Is(err, fapp.ErrInvalid) {
+			t.Errorf("fappWait(%v) = %v, %v; want ErrInvalid", f, d, err)
+		}
+	}
+	tn := startTestNode(t, t.TempDir(), nil)
+	if code := tn.api("POST", "/v1/fapp/search", map[string]any{"plz": "803", "wait_seconds": 1e300}, nil); code != http.StatusBadRequest {
+		t.Fatalf("search with wait_seconds 1e300: %d, want 400", code)
 	}
 }
