@@ -252,10 +252,15 @@ func (t *Transport) startGossip(ctx context.Context) (*gossipLink, error) {
 	if err != nil {
 		return nil, err
 	}
+	joined, err := t.peerJoins(ctx, g.peersTopic)
+	if err != nil {
+		addrSub.Close()
+		return nil, err
+	}
 	t.spawn(func() { g.readRecords(ctx) })
 	if !t.spawn(func() {
 		defer addrSub.Close()
-		g.recordLoop(ctx, addrSub.Out())
+		g.recordLoop(ctx, addrSub.Out(), joined)
 	}) {
 		addrSub.Close()
 	}

@@ -365,20 +365,29 @@ func (g *gossipLink) publishRecord(ctx context.Context) bool {
 }
 
 // recordLoop publishes the node's record as soon as the peers topic has a
-// peer, again after 2, 4, 8 ... seconds up to RendezvousInterval, then
-// every RendezvousInterval (±10%), and a second after its addresses change.
-func (g *gossipLink) recordLoop(ctx context.Context, addrs <-chan any) {
+// peer (joined: a PeerJoin on the topic, peerJoins), again after 2, 4, 8
+// ... seconds up to RendezvousInterval, then every RendezvousInterval
+// (±10%), and a second after its addresses change. A node without peers
+// sleeps until one joins (no polling).
+func (g *gossipLink) recordLoop(ctx context.Context, addrs <-chan any, joined <-chan struct{}) {
 	wait := 2 * time.Second
 	var changed <-chan time.Time
 	for {
-		next := 250 * time.Millisecond // no peer on the topic yet
-		if g.publishRecord(ctx) {
+		var timer *time.Timer
+		var join <-chan struct{}
+		switch {
+		case g.publishRecord(ctx):
 			iv := g.t.opts.RendezvousInterval
-			next = min(wait, iv)
+			next := min(wait, iv)
 			next += time.Duration((rand.Float64()*0.2 - 0.1) * float64(next))
 			wait = min(2*wait, iv)
+			timer = time.NewTimer(next)
+		case len(g.peersTopic.ListPeers()) == 0:
+			join = joined // no peer on the topic yet
+			timer = time.NewTimer(recordIdleWait)
+		default:
+			timer = time.NewTimer(250 * time.Millisecond) // publishing failed: retry
 		}
-		timer := time.NewTimer(next)
 	sleep:
 		for {
 			select {
@@ -386,6 +395,9 @@ func (g *gossipLink) recordLoop(ctx context.Context, addrs <-chan any) {
 				timer.Stop()
 				return
 			case <-timer.C:
+				break sleep
+			case <-join:
+				timer.Stop()
 				break sleep
 			case _, ok := <-addrs:
 				if !ok {
@@ -400,6 +412,39 @@ func (g *gossipLink) recordLoop(ctx context.Context, addrs <-chan any) {
 			}
 		}
 	}
+}
+
+// recordIdleWait bounds how long recordLoop waits for a peer to join
+// the peers topic before it looks again (a missed join event costs no
+// more than this).
+const recordIdleWait = time.Minute
+
+// peerJoins signals on the returned channel (capacity 1) when a peer joins
+// topic, until ctx ends.
+func (t *Transport) peerJoins(ctx context.Context, topic *pubsub.Topic) (<-chan struct{}, error) {
+	ev, err := topic.EventHandler()
+	if err != nil {
+		return nil, err
+	}
+	joined := make(chan struct{}, 1)
+	if !t.spawn(func() {
+		defer ev.Cancel()
+		for {
+			e, err := ev.NextPeerEvent(ctx)
+			if err != nil {
+				return
+			}
+			if e.Type == pubsub.PeerJoin {
+				select {
+				case joined <- struct{}{}:
+				default:
+				}
+			}
+		}
+	}) {
+		ev.Cancel()
+	}
+	return joined, nil
 }
 
 // hostOrNil returns the host while running.
