@@ -838,15 +838,10 @@ func (a *fappApp) apiProfile(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, v)
 }
 
-// fappProfileRequest is the body of PUT /v1/fapp/profile.
+// fappProfileRequest is the body of PUT /v1/fapp/profile: the profile's
+// own fields (embedded, so they stand at the top level) and its credentials.
 type fappProfileRequest struct {
-	Verfahren     fapp.Verfahren     `json:"verfahren"`
-	Altersgruppen fapp.Altersgruppe  `json:"altersgruppen"`
-	Settings      fapp.Setting       `json:"settings"`
-	Kostentraeger fapp.Kostentraeger `json:"kostentraeger"`
-	Modalitaeten  fapp.Modalitaet    `json:"modalitaeten"`
-	PLZ           string             `json:"plz"`
-	Languages     []string           `json:"languages"`
+	fapp.Profile
 	// Document is the Approbation (text). Required the first time; the
 	// same text again keeps the commitment (and the endorsements of it);
 	// a new text makes a new commitment, and endorsements of the old one
@@ -887,8 +882,8 @@ func (a *fappApp) apiSetProfile(w http.ResponseWriter, r *http.Request) {
 			ends = append(ends, e)
 		}
 	}
-	p := fapp.Profile{Verfahren: req.Verfahren, Altersgruppen: req.Altersgruppen, Settings: req.Settings,
-		Kostentraeger: req.Kostentraeger, Modalitaeten: req.Modalitaeten, PLZ: strings.TrimSpace(req.PLZ), Languages: req.Languages}
+	p := req.Profile
+	p.PLZ = strings.TrimSpace(p.PLZ)
 	var v FAPPProfileView
 	err := a.do(r.Context(), func(now time.Time) error {
 		if err := a.allowTherapist(); err != nil {

@@ -353,3 +353,17 @@ func TestFAPPWaitBounds(t *testing.T) {
 		t.Fatalf("search with wait_seconds 1e300: %d, want 400", code)
 	}
 }
+
+// TestFAPPProfileBodyStrict: the profile body embeds fapp.Profile; its
+// fields stand at the top level and an unknown field is still refused.
+func TestFAPPProfileBodyStrict(t *testing.T) {
+	tn := startTestNode(t, t.TempDir(), nil)
+	var p FAPPProfileView
+	if code := tn.api("PUT", "/v1/fapp/profile", testProfileBody, &p); code != 200 {
+		t.Fatalf("profile: %d", code)
+	}
+	bad := map[string]any{"plz": "80331", "bogus": 1}
+	if code := tn.api("PUT", "/v1/fapp/profile", bad, nil); code != http.StatusBadRequest {
+		t.Fatalf("unknown field: %d, want 400", code)
+	}
+}
