@@ -824,18 +824,24 @@ func (a *fappApp) profileView() (FAPPProfileView, error) {
 	return v, nil
 }
 
-func (a *fappApp) apiProfile(w http.ResponseWriter, r *http.Request) {
-	var v FAPPProfileView
+// fappAnswer runs f on the loop and answers with its value and status, or
+// with its error.
+func fappAnswer[T any](a *fappApp, w http.ResponseWriter, r *http.Request, status int, f func(now time.Time) (T, error)) {
+	var v T
 	err := a.do(r.Context(), func(now time.Time) error {
 		var err error
-		v, err = a.profileView()
+		v, err = f(now)
 		return err
 	})
 	if err != nil {
 		failFAPP(w, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, v)
+	writeJSON(w, status, v)
+}
+
+func (a *fappApp) apiProfile(w http.ResponseWriter, r *http.Request) {
+	fappAnswer(a, w, r, http.StatusOK, func(time.Time) (FAPPProfileView, error) { return a.profileView() })
 }
 
 // fappProfileRequest is the body of PUT /v1/fapp/profile: the profile's
@@ -926,16 +932,7 @@ func ownSlotViews(ss []fapp.OwnSlot) []FAPPOwnSlotView {
 }
 
 func (a *fappApp) apiSlots(w http.ResponseWriter, r *http.Request) {
-	var out []FAPPOwnSlotView
-	err := a.do(r.Context(), func(now time.Time) error {
-		out = ownSlotViews(a.core.Slots())
-		return nil
-	})
-	if err != nil {
-		failFAPP(w, err)
-		return
-	}
-	writeJSON(w, http.StatusOK, out)
+	fappAnswer(a, w, r, http.StatusOK, func(time.Time) ([]FAPPOwnSlotView, error) { return ownSlotViews(a.core.Slots()), nil })
 }
 
 func (a *fappApp) apiAddSlot(w http.ResponseWriter, r *http.Request) {
@@ -1007,42 +1004,28 @@ func (a *fappApp) apiRemoveSlot(w http.ResponseWriter, r *http.Request) {
 }
 
 func (a *fappApp) apiPublish(w http.ResponseWriter, r *http.Request) {
-	var v FAPPProfileView
-	err := a.do(r.Context(), func(now time.Time) error {
+	fappAnswer(a, w, r, http.StatusAccepted, func(now time.Time) (FAPPProfileView, error) {
 		if err := a.allowTherapist(); err != nil {
-			return err
+			return FAPPProfileView{}, err
 		}
 		if err := a.core.Publish(now); err != nil {
 			if errors.Is(err, fapp.ErrNotTherapist) {
-				return fmt.Errorf("%w: set one with meshd fapp profile set", err)
+				return FAPPProfileView{}, fmt.Errorf("%w: set one with meshd fapp profile set", err)
 			}
-			return err
+			return FAPPProfileView{}, err
 		}
-		var err error
-		v, err = a.profileView()
-		return err
+		return a.profileView()
 	})
-	if err != nil {
-		failFAPP(w, err)
-		return
-	}
-	writeJSON(w, http.StatusAccepted, v)
 }
 
 func (a *fappApp) apiRequests(w http.ResponseWriter, r *http.Request) {
-	var out []FAPPRequestView
-	err := a.do(r.Context(), func(now time.Time) error {
-		out = []FAPPRequestView{}
+	fappAnswer(a, w, r, http.StatusOK, func(time.Time) ([]FAPPRequestView, error) {
+		out := []FAPPRequestView{}
 		for _, q := range a.core.Requests() {
 			out = append(out, requestView(q))
 		}
-		return nil
+		return out, nil
 	})
-	if err != nil {
-		failFAPP(w, err)
-		return
-	}
-	writeJSON(w, http.StatusOK, out)
 }
 
 func (a *fappApp) apiDecide(confirm bool) http.HandlerFunc {
@@ -1247,22 +1230,15 @@ func (a *fappApp) apiSearch(w http.ResponseWriter, r *http.Request) {
 }
 
 func (a *fappApp) writeSearch(w http.ResponseWriter, r *http.Request, id fapp.SearchID, status int) {
-	var v FAPPSearchView
-	err := a.do(r.Context(), func(now time.Time) error {
+	fappAnswer(a, w, r, status, func(time.Time) (FAPPSearchView, error) {
 		rec := a.searches[id]
 		if rec == nil {
-			return fmt.Errorf("%w: %d", ErrUnknownSearch, id)
+			return FAPPSearchView{}, fmt.Errorf("%w: %d", ErrUnknownSearch, id)
 		}
 		rs := slices.Clone(rec.results)
 		sortFAPPResults(rs)
-		v = FAPPSearchView{ID: uint64(id), Network: true, Running: rec.running, QueryPLZ: rec.queryPLZ, Results: resultViews(rs)}
-		return nil
+		return FAPPSearchView{ID: uint64(id), Network: true, Running: rec.running, QueryPLZ: rec.queryPLZ, Results: resultViews(rs)}, nil
 	})
-	if err != nil {
-		failFAPP(w, err)
-		return
-	}
-	writeJSON(w, status, v)
 }
 
 // sortFAPPResults orders results as the core's searches do: by start, then
@@ -1360,19 +1336,13 @@ func (a *fappApp) reservation(id fapp.RequestID) (FAPPReservationView, bool) {
 }
 
 func (a *fappApp) apiReservations(w http.ResponseWriter, r *http.Request) {
-	var out []FAPPReservationView
-	err := a.do(r.Context(), func(now time.Time) error {
-		out = []FAPPReservationView{}
+	fappAnswer(a, w, r, http.StatusOK, func(time.Time) ([]FAPPReservationView, error) {
+		out := []FAPPReservationView{}
 		for _, res := range a.core.Reservations() {
 			out = append(out, reservationView(res))
 		}
-		return nil
+		return out, nil
 	})
-	if err != nil {
-		failFAPP(w, err)
-		return
-	}
-	writeJSON(w, http.StatusOK, out)
 }
 
 // apiReservation answers with one reservation; with wait_seconds it waits
