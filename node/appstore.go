@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -211,6 +212,9 @@ func (s *appStore) addIn(m *InMessage, from envelope.Address) (bool, error) {
 
 func (s *appStore) listIn(after uint64, unreadOnly bool, limit int) ([]InMessage, error) {
 	var out []InMessage
+	if after == math.MaxUint64 {
+		return out, nil // nothing comes after the last id (after+1 would wrap to 0)
+	}
 	err := s.db.View(func(tx *bolt.Tx) error {
 		c := tx.Bucket(bucketInbox).Cursor()
 		for k, v := c.Seek(u64(after + 1)); k != nil && (limit <= 0 || len(out) < limit); k, v = c.Next() {
