@@ -161,6 +161,15 @@ type radioNode struct {
 	airtime int64 // total transmitted, ns
 }
 
+// addrIs reports whether a frame addressed to a (a full link address in
+// raw mode, a link-layer hint otherwise) is for r.
+func (r *radioNode) addrIs(a transport.Addr) bool {
+	if len(a) == len(r.hint) {
+		return string(a) == string(r.hint[:])
+	}
+	return string(a) == string(r.addr)
+}
+
 func (r *radioNode) head() *txFrame {
 	for p := range r.q {
 		if r.q[p].len() > 0 {
@@ -236,7 +245,7 @@ func (s *Sim) radioSend(n *simNode, sd *Send) {
 	prio := min(sd.Priority, transport.PriorityBackground)
 	t := tag{class: sd.Class, flow: sd.Flow}
 	if !r.raw {
-		err := r.eng.EnqueueFrame(s.timeAt(s.now), transport.Frame{To: sd.To, Priority: prio, Data: sd.Data, NoAck: sd.NoAck})
+		err := r.eng.EnqueueFrame(s.timeAt(s.now), transport.Frame{To: sd.To, Priority: prio, Data: sd.Data, NoAck: sd.NoAck, MaxRounds: sd.MaxRounds})
 		switch {
 		case err == nil:
 			pl := r.eng.FragmentPayload(sd.To == transport.Broadcast)
@@ -514,6 +523,8 @@ func (s *Sim) txEnd(tx *transmission) {
 		r.txUntil = 0
 	}
 	ok := s.rxScratch[:0]
+	uni := tx.f.to != "" && tx.f.to != transport.Broadcast
+	outcome := uniUnreachable
 	for _, nb := range s.topo.nbrs[tx.src] {
 		m := s.nodes[nb.j]
 		rj := m.radio
@@ -535,21 +546,37 @@ func (s *Sim) txEnd(tx *transmission) {
 		if !m.online || !s.rm.decodable(e.rssi) {
 			continue
 		}
+		addressee := uni && rj.addrIs(tx.f.to)
 		switch {
 		case e.fail&failHalfDuplex != 0:
 			s.m.lostHalfDuplex++
+			if addressee {
+				outcome = uniHalfDuplex
+			}
 			continue
 		case e.interf > 0 && e.mw < e.interf*s.rm.captureLin:
 			s.m.lostCollision++
+			if addressee {
+				outcome = uniCollision
+			}
 			continue
 		case s.rm.frameLoss > 0 && s.rngLoss.Float64() < s.rm.frameLoss:
 			s.m.lostRandom++
+			if addressee {
+				outcome = uniRandom
+			}
 			continue
+		}
+		if addressee {
+			outcome = uniReceived
 		}
 		s.m.rxFrames++
 		ok = append(ok, rxOK{j: nb.j, rssi: e.rssi})
 	}
 	s.rxScratch = ok
+	if uni {
+		s.m.unicast[tx.f.tag.class][outcome]++
+	}
 	for _, o := range ok {
 		m := s.nodes[o.j]
 		if !m.online {

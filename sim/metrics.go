@@ -26,6 +26,10 @@ type counters struct {
 	// of the message they belong to.
 	linkSACKByClass, linkRetxByClass [numClasses]uint64
 
+	// Unicast radio frames by class and what became of them at the
+	// neighbour they were addressed to (uniOutcome).
+	unicast [numClasses][numUniOutcomes]uint64
+
 	rxFrames       uint64
 	lostCollision  uint64
 	lostHalfDuplex uint64
@@ -109,15 +113,20 @@ type Result struct {
 		// retransmitted fragment belongs to (meshd's link layer).
 		LinkSACKsByClass           map[string]uint64 `json:"link_sacks_by_class,omitempty"`
 		LinkRetransmissionsByClass map[string]uint64 `json:"link_retransmissions_by_class,omitempty"`
-		Modulation                 string            `json:"modulation"`
-		SubBand                    string            `json:"sub_band"`
-		DutyCycle                  float64           `json:"duty_cycle"`
-		SensitivityDBm             float64           `json:"sensitivity_dbm"`
-		RangeM                     float64           `json:"range_m"`
-		MeanDegree                 float64           `json:"mean_degree"`
-		Diameter                   int               `json:"diameter_hops"`
-		DataFrameAirtimeS          float64           `json:"data_frame_airtime_s"`
-		AckFrameAirtimeS           float64           `json:"ack_frame_airtime_s"`
+		// UnicastByClass says what became of unicast frames at the
+		// neighbour they were addressed to: received, lost to a collision,
+		// to half duplex (it was sending), to random frame loss, or out of
+		// its reach (fading, or it was offline).
+		UnicastByClass    map[string]UnicastOutcomes `json:"unicast_by_class,omitempty"`
+		Modulation        string                     `json:"modulation"`
+		SubBand           string                     `json:"sub_band"`
+		DutyCycle         float64                    `json:"duty_cycle"`
+		SensitivityDBm    float64                    `json:"sensitivity_dbm"`
+		RangeM            float64                    `json:"range_m"`
+		MeanDegree        float64                    `json:"mean_degree"`
+		Diameter          int                        `json:"diameter_hops"`
+		DataFrameAirtimeS float64                    `json:"data_frame_airtime_s"`
+		AckFrameAirtimeS  float64                    `json:"ack_frame_airtime_s"`
 	} `json:"radio"`
 
 	Events struct {
@@ -359,6 +368,17 @@ func (s *Sim) result() *Result {
 	rd.FramesTooLarge = s.m.framesTooLarge
 	rd.LinkQueueFull = s.m.linkQueueFull
 	rd.LinkErrors = s.m.linkErrors
+	for c := Class(0); c < numClasses; c++ {
+		u := s.m.unicast[c]
+		if u == [numUniOutcomes]uint64{} {
+			continue
+		}
+		if rd.UnicastByClass == nil {
+			rd.UnicastByClass = map[string]UnicastOutcomes{}
+		}
+		rd.UnicastByClass[c.String()] = UnicastOutcomes{Received: u[uniReceived], Collision: u[uniCollision],
+			HalfDuplex: u[uniHalfDuplex], Random: u[uniRandom], Unreachable: u[uniUnreachable]}
+	}
 	for _, n := range s.nodes {
 		if n.radio != nil && n.radio.eng != nil {
 			st := n.radio.eng.Stats()
@@ -546,4 +566,24 @@ func WriteTable(w io.Writer, rs ...*Result) error {
 	row("sim_s_per_cpu_s", func(r *Result) string { return opt(r.Perf.SimSecondsPerCPUSecond) })
 	row("heap_bytes_per_node", func(r *Result) string { return opt(r.Perf.HeapBytesPerNode) })
 	return tw.Flush()
+}
+
+// What became of a unicast frame at the neighbour it was addressed to.
+const (
+	uniReceived = iota
+	uniCollision
+	uniHalfDuplex
+	uniRandom
+	uniUnreachable
+	numUniOutcomes
+)
+
+// UnicastOutcomes counts unicast radio frames of one class by what became
+// of them at their addressee.
+type UnicastOutcomes struct {
+	Received    uint64 `json:"received"`
+	Collision   uint64 `json:"collision"`
+	HalfDuplex  uint64 `json:"half_duplex"`
+	Random      uint64 `json:"random"`
+	Unreachable uint64 `json:"unreachable"`
 }

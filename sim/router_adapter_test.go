@@ -74,11 +74,12 @@ func TestRouterScenarioFile(t *testing.T) {
 		sum.Held += s.Held
 		sum.Duplicates += s.Duplicates
 		sum.StoreCommits += s.StoreCommits
+		sum.RetriesDeferred += s.RetriesDeferred
 	}
 	t.Logf("router totals: out %v in %v overheard %d relayed %d retries %d hopretries %d pathreq %d pathrep %d verif %d routes/node %d peers/node %d held %d dups %d",
 		sum.FramesOut, sum.FramesIn, sum.Overheard, sum.Relayed, sum.Retries, sum.HopRetries, sum.PathRequests, sum.PathReplies, sum.Verifications,
 		sum.Routes/max(1, len(nodes)), sum.Peers/max(1, len(nodes)), sum.Held, sum.Duplicates)
-	t.Logf("store commits per node: %d", sum.StoreCommits/uint64(max(1, len(nodes))))
+	t.Logf("store commits per node: %d, retries deferred %d", sum.StoreCommits/uint64(max(1, len(nodes))), sum.RetriesDeferred)
 	t.Logf("delivered %d, mean relays per delivered Data %.2f (ideal path: %.2f radio hops), hop give-ups %d, acked %d, expired %d, echoes %d, ack replays %d, loops %d",
 		sum.Delivered, float64(sum.DeliveredHops)/float64(max(1, sum.Delivered))+1,
 		res.IdealAirtimePerDelivered/(res.Radio.DataFrameAirtimeS+res.Radio.AckFrameAirtimeS), sum.HopGiveUps, sum.Acked, sum.Expired, sum.Echoes, sum.AckReplays, sum.Loops)
