@@ -359,7 +359,7 @@ func (n *Node) dispatchOnce(actions []routing.Action) {
 			if ls == nil {
 				continue
 			}
-			ls.enqueue(transport.Frame{To: a.To, Priority: a.Priority, Data: a.Data, NoAck: a.NoAck}, &n.stats)
+			ls.enqueue(transport.Frame{To: a.To, Priority: a.Priority, Data: a.Data, NoAck: a.NoAck, MaxRounds: a.MaxRounds}, &n.stats)
 		case *routing.Deliver:
 			n.deliver(now, a)
 		case *routing.Status:

@@ -76,6 +76,9 @@ type SendFrame struct {
 	// neighbour passing it on, see LinkInfo.Overhears), so the link need
 	// not: the driver sets transport.Frame.NoAck.
 	NoAck bool
+	// MaxRounds is transport.Frame.MaxRounds: the link retransmits this
+	// frame at most that many rounds (0: the link's own limit).
+	MaxRounds uint8
 }
 
 // Deliver hands a received message to the application.

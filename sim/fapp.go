@@ -685,7 +685,7 @@ func (n *fappNode) flush(now time.Time, out *Out) {
 			case *routing.SendFrame:
 				n.h.account(a.Data, a.To)
 				cl, flow := frameLabel(a.Data)
-				out.Send(Send{Link: n.links[a.Link], To: a.To, Priority: a.Priority, Class: cl, Flow: flow, Data: a.Data, NoAck: a.NoAck})
+				out.Send(Send{Link: n.links[a.Link], To: a.To, Priority: a.Priority, Class: cl, Flow: flow, Data: a.Data, NoAck: a.NoAck, MaxRounds: a.MaxRounds})
 			case *routing.Deliver:
 				if a.Anonymous {
 					if a.Port == fapp.Port {

@@ -78,6 +78,8 @@ type Send struct {
 	// NoAck is transport.Frame.NoAck: on meshd's LoRa link layer a
 	// one-fragment unicast message is sent once, without a SACK.
 	NoAck bool
+	// MaxRounds is transport.Frame.MaxRounds (meshd's LoRa link layer).
+	MaxRounds uint8
 }
 
 // Deliver hands an application message to the node's user.

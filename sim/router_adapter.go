@@ -255,7 +255,7 @@ func (n *routerNode) flush(now time.Time, out *Out) {
 		switch a := a.(type) {
 		case *routing.SendFrame:
 			cl, flow := frameLabel(a.Data)
-			out.Send(Send{Link: n.links[a.Link], To: a.To, Priority: a.Priority, Class: cl, Flow: flow, Data: a.Data, NoAck: a.NoAck})
+			out.Send(Send{Link: n.links[a.Link], To: a.To, Priority: a.Priority, Class: cl, Flow: flow, Data: a.Data, NoAck: a.NoAck, MaxRounds: a.MaxRounds})
 		case *routing.Deliver:
 			if !a.Anonymous {
 				out.Deliver(Deliver{From: a.ID.From, Payload: a.Payload})

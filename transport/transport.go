@@ -102,6 +102,13 @@ type Frame struct {
 	// when it fits one radio frame. Other links ignore it; the zero value
 	// keeps the link's usual reliability.
 	NoAck bool
+	// MaxRounds, when not zero, lowers the number of retransmission rounds
+	// a link that acknowledges unicast frames itself spends on this frame
+	// (LoRa: rounds without progress, Options.MaxRounds otherwise). On a
+	// busy shared channel the router would rather retry later, end to
+	// end, than have a hop hammer a neighbour that does not answer. Other
+	// links ignore it.
+	MaxRounds uint8
 }
 
 // Meta is what a link knows about a received frame beyond its bytes.

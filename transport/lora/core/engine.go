@@ -138,6 +138,7 @@ type outMsg struct {
 	sent     []bool
 	pending  []int
 	round    int  // rounds without progress
+	rounds   int  // at most this many (Options.MaxRounds or the frame's MaxRounds)
 	silent   int  // consecutive SACK timeouts, for backoff
 	waiting  bool // all of this round sent; waiting for a SACK
 	deadline time.Time
@@ -281,7 +282,8 @@ func (e *Engine) Enqueue(now time.Time, to transport.Addr, p transport.Priority,
 // EnqueueFrame is Enqueue for a transport.Frame. With f.NoAck, a unicast
 // message that fits one fragment is sent once, without the flag that asks
 // for a SACK (the caller acknowledges it by other means); the receiver
-// then sends none. A longer message is acknowledged as usual.
+// then sends none. A longer message is acknowledged as usual. A non-zero
+// f.MaxRounds below Options.MaxRounds bounds the message's rounds.
 func (e *Engine) EnqueueFrame(now time.Time, f transport.Frame) error {
 	to, p, data := f.To, f.Priority, f.Data
 	if e.o.Budget == nil {
@@ -313,6 +315,10 @@ func (e *Engine) EnqueueFrame(now time.Time, f transport.Frame) error {
 	}
 	m.payloads = append(m.payloads, buf)
 	m.noAck = f.NoAck && !m.bcast && len(m.payloads) == 1
+	m.rounds = e.o.MaxRounds
+	if f.MaxRounds > 0 && int(f.MaxRounds) < m.rounds {
+		m.rounds = int(f.MaxRounds)
+	}
 	m.acked = make([]bool, len(m.payloads))
 	m.sent = make([]bool, len(m.payloads))
 	m.pending = make([]int, len(m.payloads))
@@ -522,7 +528,7 @@ func (e *Engine) expire(now time.Time) {
 		m.waiting = false
 		m.round++
 		m.silent++
-		if m.round >= e.o.MaxRounds {
+		if m.round >= m.rounds {
 			e.finish(m, false)
 			continue
 		}
@@ -634,7 +640,7 @@ func (e *Engine) onSACK(now time.Time, f *Frame) {
 		m.waiting = false
 		if !progress {
 			m.round++
-			if m.round >= e.o.MaxRounds {
+			if m.round >= m.rounds {
 				e.finish(m, false)
 			}
 		}

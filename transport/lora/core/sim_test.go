@@ -216,6 +216,26 @@ func TestUnicastGivesUp(t *testing.T) {
 	}
 }
 
+// TestFrameMaxRounds: a frame's MaxRounds lowers the engine's limit for that
+// message only (a lossless link never reaches it; a dead one gives up after
+// that many rounds); one above the engine's limit changes nothing.
+func TestFrameMaxRounds(t *testing.T) {
+	for _, c := range []struct {
+		engine, frame int
+		probes        uint64
+	}{{8, 0, 7}, {8, 3, 2}, {8, 1, 0}, {3, 5, 2}} {
+		a := newAir(t, 2, 1.0, Options{Modulation: fastMod(), AirHeader: 1, Budget: budget(t, "US915", 915000000, 500000), MaxRounds: c.engine})
+		err := a.engines[0].EnqueueFrame(a.now, transport.Frame{To: addr(1), Priority: transport.PriorityOwn, Data: make([]byte, 60), MaxRounds: uint8(c.frame)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		a.run(a.now.Add(time.Hour), nil)
+		if st := a.engines[0].Stats(); st.MessagesFailed != 1 || st.Probes != c.probes {
+			t.Errorf("engine %d, frame %d: failed %d, probes %d, want 1, %d", c.engine, c.frame, st.MessagesFailed, st.Probes, c.probes)
+		}
+	}
+}
+
 func TestNoRegionRefuses(t *testing.T) {
 	e, err := New(Options{Modulation: fastMod()})
 	if err != nil {
