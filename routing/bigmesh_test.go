@@ -85,3 +85,49 @@ func TestBigMeshLinkAcked(t *testing.T) {
 		}
 	}
 }
+
+// TestSecondAnnounceSpread: nodes that boot together announce again after
+// half to one and a half intervals, not all within ±10 % of one interval
+// (which replayed the whole boot flood at once); later intervals keep the
+// ±10 %.
+func TestSecondAnnounceSpread(t *testing.T) {
+	const iv = 2 * time.Hour
+	var gaps [2][]time.Duration
+	for seed := uint64(0); seed < 40; seed++ {
+		now := time.Unix(1_800_000_000, 0)
+		id, _ := envelope.GenerateIdentity(newSeeded(seed + 100))
+		r, err := routing.New(routing.Options{Identity: id, Entropy: newSeeded(seed), Rand: rand.New(rand.NewPCG(seed, 9)), AnnounceInterval: iv}, now)
+		if err != nil {
+			t.Fatal(err)
+		}
+		r.LinkUp(now, routing.LinkInfo{Info: transport.Info{ID: "radio", Broadcast: true, Bitrate: 5470, Cost: 100}})
+		var at []time.Time
+		for end := now.Add(6 * iv); now.Before(end) && len(at) < 3; now = now.Add(10 * time.Second) {
+			r.Tick(now)
+			for _, a := range r.Actions() {
+				if f, ok := a.(*routing.SendFrame); ok && f.Kind == envelope.KindAnnounce {
+					at = append(at, now)
+				}
+			}
+		}
+		if len(at) < 3 {
+			t.Fatalf("seed %d: %d announces", seed, len(at))
+		}
+		gaps[0] = append(gaps[0], at[1].Sub(at[0]))
+		gaps[1] = append(gaps[1], at[2].Sub(at[1]))
+	}
+	within := func(ds []time.Duration, lo, hi time.Duration) bool {
+		for _, d := range ds {
+			if d < lo-10*time.Second || d > hi+10*time.Second {
+				return false
+			}
+		}
+		return true
+	}
+	if !within(gaps[0], iv/2, iv*3/2) || within(gaps[0], iv*9/10, iv*11/10) {
+		t.Errorf("first gaps %v: want spread over [0.5, 1.5] intervals, beyond ±10 %%", gaps[0])
+	}
+	if !within(gaps[1], iv*9/10, iv*11/10) {
+		t.Errorf("second gaps %v: want within ±10 %% of an interval", gaps[1])
+	}
+}
