@@ -76,17 +76,6 @@ func (r *Router) announceOn(now time.Time, l *link) {
 	iv := r.announceInterval(l)
 	// ±10% jitter keeps nodes from synchronising.
 	l.nextAnnounce = now.Add(iv - iv/10 + time.Duration(r.rnd.Int64N(int64(iv/5)+1)))
-	if l.radio && !l.announced {
-		// After the first announce on a radio link the next comes after
-		// half to one and a half intervals: nodes that boot together (a
-		// village after a power cut, a simulated mesh) would otherwise
-		// all announce again within the same few minutes an interval
-		// later, the whole boot flood over again on a channel that may
-		// still be busy with the first (lora-500: delivery 56.9 % ->
-		// 60.1 %, docs/routing.md).
-		l.nextAnnounce = now.Add(iv/2 + time.Duration(r.rnd.Int64N(int64(iv)+1)))
-	}
-	l.announced = true
 	if raw == nil {
 		return
 	}

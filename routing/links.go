@@ -29,7 +29,6 @@ type link struct {
 	hopSRTT, hopVar time.Duration
 
 	nextAnnounce time.Time
-	announced    bool // our own announce went out on it once
 	neighbours   map[transport.Addr]*neighbour
 	// snrFloor is the weakest SNR of any frame decoded on the link: about
 	// the demodulator's limit.
