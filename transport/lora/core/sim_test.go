@@ -3,6 +3,7 @@ package core
 import (
 	"bytes"
 	"math/rand"
+	"slices"
 	"sort"
 	"testing"
 	"time"
@@ -233,6 +234,35 @@ func TestFrameMaxRounds(t *testing.T) {
 		if st := a.engines[0].Stats(); st.MessagesFailed != 1 || st.Probes != c.probes {
 			t.Errorf("engine %d, frame %d: failed %d, probes %d, want 1, %d", c.engine, c.frame, st.MessagesFailed, st.Probes, c.probes)
 		}
+	}
+}
+
+// TestSACKTimeoutSpread: after a unicast round the sender waits AckTimeout
+// (doubled per silent round) plus a random share of it again before it
+// probes. Two senders whose frames collided, and who would otherwise probe
+// at the same instant and collide again, draw different waits.
+func TestSACKTimeoutSpread(t *testing.T) {
+	const ackTimeout = time.Second
+	var waits []time.Duration
+	for seed := int64(0); seed < 20; seed++ {
+		now := clock.Epoch()
+		e, err := New(Options{Self: Hint{0xA0, 0, 0, 1}, Modulation: fastMod(), AirHeader: 1, Budget: budget(t, "US915", 915000000, 500000),
+			AckTimeout: ackTimeout, Rand: rand.New(rand.NewSource(seed))})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := e.Enqueue(now, addr(1), transport.PriorityOwn, make([]byte, 60)); err != nil {
+			t.Fatal(err)
+		}
+		_, info, ok := e.Next(now)
+		if !ok {
+			t.Fatal("nothing to send")
+		}
+		waits = append(waits, e.Wake(now).Sub(now.Add(info.Airtime)))
+	}
+	lo, hi := slices.Min(waits), slices.Max(waits)
+	if lo < ackTimeout || hi > 2*ackTimeout+time.Second/10 || hi-lo < ackTimeout/2 {
+		t.Fatalf("waits from %v to %v: want within [%v, %v] and spread over half of it at least", lo, hi, ackTimeout, 2*ackTimeout)
 	}
 }
 
