@@ -23,18 +23,7 @@ func TestBigMeshLinkAcked(t *testing.T) {
 		now := time.Unix(1_800_000_000, 0)
 		// a sends to b, its neighbour; both know the same c.peers other
 		// nodes besides each other.
-		var anns [][]byte
-		for i := 0; i < c.peers; i++ {
-			pid, err := envelope.GenerateIdentity(newSeeded(uint64(10_000 + i)))
-			if err != nil {
-				t.Fatal(err)
-			}
-			a, err := envelope.SignAnnounce(pid, envelope.AnnounceOptions{Seq: 1, TTL: 8})
-			if err != nil {
-				t.Fatal(err)
-			}
-			anns = append(anns, a)
-		}
+		anns := testAnnounces(t, c.peers)
 		var rs [2]*routing.Router
 		var ids [2]*envelope.Identity
 		var addrs = [2]transport.Addr{"\x00\x00\xa0\x01", "\x00\x00\xb0\x01"}
@@ -84,4 +73,22 @@ func TestBigMeshLinkAcked(t *testing.T) {
 			}
 		}
 	}
+}
+
+// testAnnounces returns the signed announces (sequence 1) of n nodes, the
+// same n for every call.
+func testAnnounces(t testing.TB, n int) [][]byte {
+	var anns [][]byte
+	for i := 0; i < n; i++ {
+		id, err := envelope.GenerateIdentity(newSeeded(uint64(10_000 + i)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		a, err := envelope.SignAnnounce(id, envelope.AnnounceOptions{Seq: 1, TTL: 8})
+		if err != nil {
+			t.Fatal(err)
+		}
+		anns = append(anns, a)
+	}
+	return anns
 }

@@ -19,18 +19,7 @@ func TestMemoryPerNode(t *testing.T) {
 		t.Skip("signs and verifies 500 announces; heap sizes differ under the race detector")
 	}
 	const peers, routers = 500, 4
-	var anns [][]byte
-	for i := 0; i < peers; i++ {
-		id, err := envelope.GenerateIdentity(newSeeded(uint64(10_000 + i)))
-		if err != nil {
-			t.Fatal(err)
-		}
-		a, err := envelope.SignAnnounce(id, envelope.AnnounceOptions{Seq: 1, TTL: 8})
-		if err != nil {
-			t.Fatal(err)
-		}
-		anns = append(anns, a)
-	}
+	anns := testAnnounces(t, peers)
 	runtime.GC()
 	var before runtime.MemStats
 	runtime.ReadMemStats(&before)
