@@ -225,7 +225,6 @@ func (r *Router) tickHops(now time.Time) {
 			r.trace("hop ack missing", "kind", w.kind, "nb", []byte(w.nb), "try", w.tries, "dst", w.dstAddr)
 		}
 		r.rerouteVia(now, w.link, w.nb)
-
 		e, err := envelope.Parse(w.data)
 		if err != nil {
 			continue

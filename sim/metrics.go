@@ -27,7 +27,7 @@ type counters struct {
 	linkSACKByClass, linkRetxByClass [numClasses]uint64
 
 	// Unicast radio frames by class and what became of them at the
-	// neighbour they were addressed to (uniOutcome).
+	// neighbour they were addressed to (uniReceived...).
 	unicast [numClasses][numUniOutcomes]uint64
 
 	rxFrames       uint64
