@@ -393,13 +393,12 @@ func (e *Engine) Next(now time.Time) (frame []byte, info TxInfo, ok bool) {
 				e.finish(m, true)
 			} else {
 				m.waiting = true
-				// Wait for the SACK, then a random share of that
-				// wait again: two senders whose frames collided at a
+				// Wait for the SACK, then up to one more AckTimeout at
+				// random: two senders whose frames collided at a
 				// receiver would otherwise probe at the same instant
-				// and collide again (lora-500: 2-3 points more
-				// delivered than with a guard's worth of jitter).
+				// and collide again.
 				wait := e.o.AckTimeout << min(m.silent, 5)
-				m.deadline = e.busy.Add(wait + time.Duration(e.rng.Int63n(int64(e.o.Guard)+int64(wait)+1)))
+				m.deadline = e.busy.Add(wait + time.Duration(e.rng.Int63n(int64(e.o.Guard)+int64(e.o.AckTimeout)+1)))
 			}
 		}
 	}

@@ -238,8 +238,8 @@ func TestFrameMaxRounds(t *testing.T) {
 }
 
 // TestSACKTimeoutSpread: after a unicast round the sender waits AckTimeout
-// (doubled per silent round) plus a random share of it again before it
-// probes. Two senders whose frames collided, and who would otherwise probe
+// (doubled per silent round) plus up to one more AckTimeout at random
+// before it probes. Two senders whose frames collided, and who would otherwise probe
 // at the same instant and collide again, draw different waits.
 func TestSACKTimeoutSpread(t *testing.T) {
 	const ackTimeout = time.Second
