@@ -338,13 +338,35 @@ func line(t testing.TB, count int, radio bool, mod func(*routing.Options)) (*tne
 
 // lineStore is line with a choice of store.
 func lineStore(t testing.TB, count int, radio, bolt bool, mod func(*routing.Options)) (*tnet, []*tnode) {
-	n := newNet(t, 1)
-	n.bolt = bolt
+	return buildLine(t, lineSpec{seed: 1, prefix: "n", count: count, radio: radio, bolt: bolt, mod: mod})
+}
+
+// overhearLine is a chain of count nodes (named prefix0, prefix1, ...) on
+// a radio link that reports overheard frames (passive hop
+// acknowledgements), from the given seed.
+func overhearLine(t testing.TB, seed uint64, prefix string, count int, bolt bool) (*tnet, []*tnode) {
+	return buildLine(t, lineSpec{seed: seed, prefix: prefix, count: count, radio: true, bolt: bolt, overhears: true})
+}
+
+// lineSpec describes a chain of nodes for buildLine.
+type lineSpec struct {
+	seed                   uint64
+	prefix                 string
+	count                  int
+	radio, bolt, overhears bool
+	mod                    func(*routing.Options)
+}
+
+// buildLine builds and starts a chain of nodes.
+func buildLine(t testing.TB, s lineSpec) (*tnet, []*tnode) {
+	n := newNet(t, s.seed)
+	n.bolt = s.bolt
+	n.radio.Overhears = s.overhears
 	var nodes []*tnode
-	for i := 0; i < count; i++ {
-		nodes = append(nodes, n.add(fmt.Sprintf("n%d", i), mod))
+	for i := 0; i < s.count; i++ {
+		nodes = append(nodes, n.add(fmt.Sprint(s.prefix, i), s.mod))
 		if i > 0 {
-			n.connect(nodes[i-1], nodes[i], radio)
+			n.connect(nodes[i-1], nodes[i], s.radio)
 		}
 	}
 	n.start()

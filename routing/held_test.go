@@ -17,16 +17,7 @@ import (
 // destination is back; the sender retries rarely meanwhile, and every
 // message is delivered once.
 func TestHeldNotice(t *testing.T) {
-	n := newNet(t, 6)
-	n.radio.Overhears = true
-	var nodes []*tnode
-	for i := 0; i < 4; i++ {
-		nodes = append(nodes, n.add(fmt.Sprint("c", i), nil))
-		if i > 0 {
-			n.connect(nodes[i-1], nodes[i], true)
-		}
-	}
-	n.start()
+	n, nodes := overhearLine(t, 6, "c", 4, false)
 	n.run(15 * time.Minute)
 	a, relay, z := nodes[0], nodes[2], nodes[3]
 	z.up = false

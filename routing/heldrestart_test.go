@@ -11,17 +11,7 @@ import (
 // TestHeldRestart: a relay restarted while it holds envelopes (custody)
 // still forwards them when the destination is back.
 func TestHeldRestart(t *testing.T) {
-	n := newNet(t, 6)
-	n.bolt = true
-	n.radio.Overhears = true
-	var nodes []*tnode
-	for i := 0; i < 4; i++ {
-		nodes = append(nodes, n.add(fmt.Sprint("c", i), nil))
-		if i > 0 {
-			n.connect(nodes[i-1], nodes[i], true)
-		}
-	}
-	n.start()
+	n, nodes := overhearLine(t, 6, "c", 4, true)
 	n.run(15 * time.Minute)
 	a, relay, z := nodes[0], nodes[2], nodes[3]
 	z.up = false

@@ -279,16 +279,7 @@ func TestSendErrors(t *testing.T) {
 }
 
 func TestHopAcks(t *testing.T) {
-	n := newNet(t, 4)
-	n.radio.Overhears = true
-	var nodes []*tnode
-	for i := 0; i < 5; i++ {
-		nodes = append(nodes, n.add(fmt.Sprint("h", i), nil))
-		if i > 0 {
-			n.connect(nodes[i-1], nodes[i], true)
-		}
-	}
-	n.start()
+	n, nodes := overhearLine(t, 4, "h", 5, false)
 	n.run(10 * time.Minute)
 	a, z := nodes[0], nodes[4]
 	for i := 0; i < 10; i++ {
