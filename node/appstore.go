@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"math"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -212,12 +211,9 @@ func (s *appStore) addIn(m *InMessage, from envelope.Address) (bool, error) {
 
 func (s *appStore) listIn(after uint64, unreadOnly bool, limit int) ([]InMessage, error) {
 	var out []InMessage
-	if after == math.MaxUint64 {
-		return out, nil // nothing comes after the last id (after+1 would wrap to 0)
-	}
 	err := s.db.View(func(tx *bolt.Tx) error {
 		c := tx.Bucket(bucketInbox).Cursor()
-		for k, v := c.Seek(u64(after + 1)); k != nil && (limit <= 0 || len(out) < limit); k, v = c.Next() {
+		for k, v := seekAfter(c, u64(after)); k != nil && (limit <= 0 || len(out) < limit); k, v = c.Next() {
 			var m InMessage
 			if err := decodeRecord(k, v, &m); err != nil {
 				return err
@@ -323,4 +319,15 @@ func (s *appStore) counts() (out, in, unread, contacts int) {
 		})
 	})
 	return
+}
+
+// seekAfter positions c on the first key after key (?after= paging):
+// seeking key itself and stepping over it, not key+1, which wraps to zero
+// for the largest id and would list everything again.
+func seekAfter(c *bolt.Cursor, key []byte) ([]byte, []byte) {
+	k, v := c.Seek(key)
+	if k != nil && bytes.Equal(k, key) {
+		return c.Next()
+	}
+	return k, v
 }

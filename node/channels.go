@@ -15,7 +15,6 @@ import (
 	"errors"
 	"fmt"
 	http "github.com/openmeshd/meshd/node/httpd"
-	"math"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -1104,12 +1103,9 @@ func (a *channelsApp) apiHistory(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	out := []ChannelMessage{}
-	if after == math.MaxUint64 {
-		limit = 0 // nothing comes after the last sequence (after+1 wraps to 0)
-	}
 	err = a.n.db.View(func(tx *bolt.Tx) error {
 		c := tx.Bucket(bucketChanMsgs).Cursor()
-		for k, v := c.Seek(msgKey(id, after+1)); k != nil && bytes.HasPrefix(k, id[:]) && uint64(len(out)) < limit; k, v = c.Next() {
+		for k, v := seekAfter(c, msgKey(id, after)); k != nil && bytes.HasPrefix(k, id[:]) && uint64(len(out)) < limit; k, v = c.Next() {
 			var m ChannelMessage
 			if err := decodeRecord(k, v, &m); err != nil {
 				return err
