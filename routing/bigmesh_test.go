@@ -92,3 +92,77 @@ func testAnnounces(t testing.TB, n int) [][]byte {
 	}
 	return anns
 }
+
+// TestBigMeshRefreshRelay: a relay of an announce is cancelled by a copy
+// heard from a relay that offers a worse path only on a big radio mesh and
+// only when the node already had a route to the announce's origin (a
+// refresh round); the first announce of a node, and any announce on a
+// smaller mesh, is still relayed then.
+func TestBigMeshRefreshRelay(t *testing.T) {
+	for _, c := range []struct {
+		name    string
+		peers   int
+		known   bool // the origin's older announce came before
+		relayed bool
+	}{
+		{"small mesh, refresh", 20, true, true},
+		{"small mesh, first", 20, false, true},
+		{"big mesh, first", 300, false, true},
+		{"big mesh, refresh", 300, true, false},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			now := time.Unix(1_800_000_000, 0)
+			id, _ := envelope.GenerateIdentity(newSeeded(1))
+			r, err := routing.New(routing.Options{Identity: id, Entropy: newSeeded(7), Rand: rand.New(rand.NewPCG(1, 2)), VerifyPerSecond: 1000}, now)
+			if err != nil {
+				t.Fatal(err)
+			}
+			r.LinkUp(now, routing.LinkInfo{Info: transport.Info{ID: "radio", Broadcast: true, Bitrate: 5470, Cost: 100}, Overhears: true})
+			for i, a := range testAnnounces(t, c.peers) {
+				from := transport.Addr([]byte{byte(i), byte(i >> 8), 0, 1})
+				r.Receive(now, "radio", a, transport.Meta{From: from, HasSignal: true, SNR: 10})
+			}
+			origin, _ := envelope.GenerateIdentity(newSeeded(2))
+			near, far := transport.Addr("\x00\x00\xc0\x01"), transport.Addr("\x00\x00\xd0\x01")
+			if c.known {
+				old, err := envelope.SignAnnounce(origin, envelope.AnnounceOptions{Seq: 1, TTL: 8})
+				if err != nil {
+					t.Fatal(err)
+				}
+				r.Receive(now, "radio", old, transport.Meta{From: near, HasSignal: true, SNR: 10})
+			}
+			// Let every relay pending so far go out (or be suppressed).
+			for i := 0; i < 600; i++ {
+				now = now.Add(10 * time.Second)
+				r.Tick(now)
+			}
+			r.Actions()
+			ann, err := envelope.SignAnnounce(origin, envelope.AnnounceOptions{Seq: 2, TTL: 8})
+			if err != nil {
+				t.Fatal(err)
+			}
+			r.Receive(now, "radio", append([]byte(nil), ann...), transport.Meta{From: near, HasSignal: true, SNR: 10})
+			// A copy from a relay that advertises a much longer path.
+			worse := append([]byte(nil), ann...)
+			worse[envelope.OffsetHops] = 40
+			r.Receive(now, "radio", worse, transport.Meta{From: far, HasSignal: true, SNR: 10})
+			relayed := false
+			for i := 0; i < 600 && !relayed; i++ {
+				for _, a := range r.Actions() {
+					f, ok := a.(*routing.SendFrame)
+					if !ok || f.Kind != envelope.KindAnnounce {
+						continue
+					}
+					if e, err := envelope.Parse(f.Data); err == nil && e.Key == origin.PublicKey() {
+						relayed = true
+					}
+				}
+				now = now.Add(10 * time.Second)
+				r.Tick(now)
+			}
+			if relayed != c.relayed {
+				t.Errorf("relayed %v, want %v", relayed, c.relayed)
+			}
+		})
+	}
+}

@@ -118,6 +118,9 @@ type pendingRelay struct {
 	// origin and seq: for an announce relay, whose announce it is.
 	origin *peer
 	seq    uint32
+	// refresh: we had a route to origin when the announce came, so
+	// relaying it renews routes more than it makes them (announceRefresh).
+	refresh bool
 	// costs advertised by the relays of the same announce heard (at most
 	// eight), for suppression.
 	costs []uint8

@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"time"
 
 	"github.com/openmeshd/meshd/envelope"
@@ -23,6 +24,9 @@ type RunOptions struct {
 	HasSeed bool
 	// Duration overrides the scenario's traffic window when positive.
 	Duration time.Duration
+	// Interval, when positive, overrides the interval of every traffic
+	// source: the same scenario under another load.
+	Interval time.Duration
 	// DataDir is where nodes keep their stores (one sub-directory each).
 	// Empty: a temporary directory, removed at the end of the run.
 	DataDir string
@@ -145,6 +149,14 @@ func newSim(sc *Scenario, name string, f Factory, o RunOptions) (*Sim, error) {
 	if o.Duration > 0 {
 		c := *sc
 		c.Duration = Duration(o.Duration)
+		sc = &c
+	}
+	if o.Interval > 0 {
+		c := *sc
+		c.Traffic = slices.Clone(c.Traffic)
+		for i := range c.Traffic {
+			c.Traffic[i].Interval = Duration(o.Interval)
+		}
 		sc = &c
 	}
 	seed := sc.Seed

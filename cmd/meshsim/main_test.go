@@ -51,3 +51,25 @@ func TestTableAndErrors(t *testing.T) {
 		}
 	}
 }
+
+// TestIntervalOverride: -interval runs the same scenario under another
+// load: every traffic source sends at the given interval.
+func TestIntervalOverride(t *testing.T) {
+	messages := func(extra ...string) float64 {
+		var out, errb bytes.Buffer
+		args := append([]string{"-scenario", "../../sim/scenarios/ci-mixed-islands.json", "-json", "-protocol", "router", "-duration", "20m"}, extra...)
+		if code := run(args, &out, &errb); code != 0 && code != 1 {
+			t.Fatalf("%v: exit %d: %s", args, code, errb.String())
+		}
+		var top map[string]any
+		if err := json.Unmarshal(out.Bytes(), &top); err != nil {
+			t.Fatalf("%v\n%s", err, out.String())
+		}
+		n, _ := top["messages"].(float64)
+		return n
+	}
+	base, half := messages(), messages("-interval", "10m")
+	if base == 0 || half != base/2 {
+		t.Fatalf("messages: %v with the scenario's 5m interval, %v with -interval 10m; want half", base, half)
+	}
+}
