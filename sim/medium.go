@@ -525,9 +525,13 @@ func (s *Sim) txEnd(tx *transmission) {
 	ok := s.rxScratch[:0]
 	uni := tx.f.to != "" && tx.f.to != transport.Broadcast
 	outcome := uniUnreachable
+	margin := marginNoLink
 	for _, nb := range s.topo.nbrs[tx.src] {
 		m := s.nodes[nb.j]
 		rj := m.radio
+		if uni && tx.f.tag.class == ClassData && rj.addrIs(tx.f.to) {
+			margin = marginBin(float64(nb.rssi) - s.rm.sens)
+		}
 		k := -1
 		for i := range rj.rx {
 			if rj.rx[i].tx == tx {
@@ -576,6 +580,9 @@ func (s *Sim) txEnd(tx *transmission) {
 	s.rxScratch = ok
 	if uni {
 		s.m.unicast[tx.f.tag.class][outcome]++
+		if tx.f.tag.class == ClassData {
+			s.m.dataByMargin[margin][outcome]++
+		}
 	}
 	for _, o := range ok {
 		m := s.nodes[o.j]

@@ -7,6 +7,7 @@ import (
 	"runtime"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -29,6 +30,10 @@ type counters struct {
 	// Unicast radio frames by class and what became of them at the
 	// neighbour they were addressed to (uniReceived...).
 	unicast [numClasses][numUniOutcomes]uint64
+	// Data unicast frames by the mean margin of their link over the
+	// receiver's sensitivity, in dB bins (numMarginBins-1: that or more;
+	// marginNoLink: the addressee is no radio neighbour at all).
+	dataByMargin [numMarginBins + 1][numUniOutcomes]uint64
 
 	rxFrames       uint64
 	lostCollision  uint64
@@ -117,7 +122,13 @@ type Result struct {
 		// neighbour they were addressed to: received, lost to a collision,
 		// to half duplex (it was sending), to random frame loss, or out of
 		// its reach (fading, or it was offline).
-		UnicastByClass    map[string]UnicastOutcomes `json:"unicast_by_class,omitempty"`
+		UnicastByClass map[string]UnicastOutcomes `json:"unicast_by_class,omitempty"`
+		// DataByMarginDB is unicast_by_class's "data" by the mean margin
+		// of the link (path loss and shadowing, not the frame's fading)
+		// over the receiver's sensitivity: "0" is 0 to 1 dB, "8+" 8 dB
+		// or more, "none" an addressee out of radio range altogether.
+		// Says whether routes use links at the edge of range.
+		DataByMarginDB    map[string]UnicastOutcomes `json:"data_by_margin_db,omitempty"`
 		Modulation        string                     `json:"modulation"`
 		SubBand           string                     `json:"sub_band"`
 		DutyCycle         float64                    `json:"duty_cycle"`
@@ -376,8 +387,16 @@ func (s *Sim) result() *Result {
 		if rd.UnicastByClass == nil {
 			rd.UnicastByClass = map[string]UnicastOutcomes{}
 		}
-		rd.UnicastByClass[c.String()] = UnicastOutcomes{Received: u[uniReceived], Collision: u[uniCollision],
-			HalfDuplex: u[uniHalfDuplex], Random: u[uniRandom], Unreachable: u[uniUnreachable]}
+		rd.UnicastByClass[c.String()] = outcomesOf(u)
+	}
+	for b, u := range s.m.dataByMargin {
+		if u == [numUniOutcomes]uint64{} {
+			continue
+		}
+		if rd.DataByMarginDB == nil {
+			rd.DataByMarginDB = map[string]UnicastOutcomes{}
+		}
+		rd.DataByMarginDB[marginBinName(b)] = outcomesOf(u)
 	}
 	for _, n := range s.nodes {
 		if n.radio != nil && n.radio.eng != nil {
@@ -577,6 +596,32 @@ const (
 	uniUnreachable
 	numUniOutcomes
 )
+
+// numMarginBins is the number of 1 dB bins of Radio.DataByMarginDB;
+// marginNoLink is the bin of frames to an addressee out of range.
+const (
+	numMarginBins = 9
+	marginNoLink  = numMarginBins
+)
+
+// marginBin returns the bin of a link whose mean margin over the
+// sensitivity is m dB.
+func marginBin(m float64) int { return min(numMarginBins-1, max(0, int(m))) }
+
+func marginBinName(b int) string {
+	switch {
+	case b == marginNoLink:
+		return "none"
+	case b == numMarginBins-1:
+		return strconv.Itoa(b) + "+"
+	}
+	return strconv.Itoa(b)
+}
+
+func outcomesOf(u [numUniOutcomes]uint64) UnicastOutcomes {
+	return UnicastOutcomes{Received: u[uniReceived], Collision: u[uniCollision],
+		HalfDuplex: u[uniHalfDuplex], Random: u[uniRandom], Unreachable: u[uniUnreachable]}
+}
 
 // UnicastOutcomes counts unicast radio frames of one class by what became
 // of them at their addressee.

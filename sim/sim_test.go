@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"math/rand/v2"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -465,5 +467,35 @@ func TestOverhear(t *testing.T) {
 				t.Errorf("raw %v overhear %v: Link.Overhears %v", raw, on, nodes[2].links[0].Overhears)
 			}
 		}
+	}
+}
+
+// TestDataByMargin: radio.data_by_margin_db splits the Data frames of
+// unicast_by_class by the margin of their link, so its bins add up to the
+// class; a frame on a link 5 dB above sensitivity or more cannot be lost
+// to fading (σ 1 dB) in a run without churn.
+func TestDataByMargin(t *testing.T) {
+	sc, err := LoadScenario("scenarios/ci-lora-20.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := Run(sc, "router", NewRouterFactory(), RunOptions{Duration: 20 * time.Minute})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rd := r.Radio
+	var sum UnicastOutcomes
+	for bin, u := range rd.DataByMarginDB {
+		sum.Received += u.Received
+		sum.Collision += u.Collision
+		sum.HalfDuplex += u.HalfDuplex
+		sum.Random += u.Random
+		sum.Unreachable += u.Unreachable
+		if b, err := strconv.Atoi(strings.TrimSuffix(bin, "+")); err == nil && b >= 5 && u.Unreachable > 0 {
+			t.Errorf("bin %s: %d frames unreachable", bin, u.Unreachable)
+		}
+	}
+	if want := rd.UnicastByClass["data"]; sum != want || sum.Received == 0 {
+		t.Fatalf("margin bins add up to %+v, data class is %+v", sum, want)
 	}
 }
