@@ -43,18 +43,6 @@ func (r *Router) announceInterval(l *link) time.Duration {
 	return iv
 }
 
-// announceRefresh: on a big radio mesh, a relay of an announce whose origin
-// we already had a route to (the announce rounds after the first) is
-// cancelled by any copy heard, not only by one offering a path as good.
-// Such a round mostly renews routes; a relay that would advertise a
-// shorter path then stays silent, and the route it would have offered
-// waits for the next round or for traffic. The boot round, which makes
-// the routes, keeps the stricter rule. lora-500: the refresh round cost
-// 21,600 s of the run's 37,600 s of announce airtime (the boot round
-// 16,000 s: it is paced by the control share, so its relays wait and hear
-// more copies); with this rule delivery was 59.2 / 56.5 / 59.1 % on seeds
-// 1–3 against 58.1 / 56.2 / 57.4 % (docs/routing.md).
-
 // announceSuppressAfter is how many relays offering a path as good cancel
 // a pending announce relay: SuppressAfter, but one on a big radio mesh,
 // where announces are most of the airtime (lora-500: a third less announce
@@ -129,44 +117,47 @@ func (r *Router) verifyAllowed(now time.Time, known bool) bool {
 }
 
 // onSigned handles Announce and PathReply envelopes: cheap checks and dedup
-// first, the signature last. It returns the peer the announce is from, and
-// whether the announce is newer than what we knew, or nil.
-func (r *Router) onSigned(now time.Time, l *link, e *envelope.Envelope, m transport.Meta, k uint64, extraHops uint8) (*peer, bool) {
+// first, the signature last. It returns the peer the announce is from (or
+// nil), whether the announce is newer than what we knew, and whether it is a
+// newer announce of a peer we already had a route to (renewal).
+func (r *Router) onSigned(now time.Time, l *link, e *envelope.Envelope, m transport.Meta, k uint64, extraHops uint8) (p *peer, newer, renewal bool) {
 	if e.Key == r.id.PublicKey() {
 		r.drop(DropOwn)
-		return nil, false
+		return nil, false, false
 	}
 	ent, dup := r.dedup.get(k)
 	if dup && ent.flags&seenBad != 0 {
 		r.drop(DropSignature)
-		return nil, false
+		return nil, false, false
 	}
 	addr := e.Key.Address()
-	p := r.peers[addr]
+	p = r.peers[addr]
 	if p != nil && p.hasSeq && seqOlder(e.Seq, p.seq) {
 		r.drop(DropStale)
-		return nil, false
+		return nil, false, false
 	}
 	if !dup || ent.flags&seenVerified == 0 {
 		if !r.verifyAllowed(now, p != nil && p.hasKey) {
 			r.drop(DropVerifyBudget)
-			return nil, false
+			return nil, false, false
 		}
 		r.stats.Verifications++
 		if err := e.Verify(); err != nil {
 			r.dedup.put(k, dedupEntry{flags: seenBad})
 			r.drop(DropSignature)
-			return nil, false
+			return nil, false, false
 		}
 		ent.flags |= seenVerified
 		r.dedup.put(k, ent)
 	}
+	// Before this announce's route counts: did we have one already?
+	renewal = p != nil && p.best(now) != nil
 	if p == nil {
 		p = r.peerForKey(e.Key, now)
 	} else if !p.hasKey {
 		p.key, p.hasKey = e.Key, true
 	}
-	newer := !p.hasSeq || seqOlder(p.seq, e.Seq)
+	newer = !p.hasSeq || seqOlder(p.seq, e.Seq)
 	if newer {
 		p.seq, p.hasSeq = e.Seq, true
 		if e.Kind == envelope.KindAnnounce {
@@ -180,7 +171,7 @@ func (r *Router) onSigned(now time.Time, l *link, e *envelope.Envelope, m transp
 		hops += extraHops
 	}
 	r.considerRoute(now, p, l, m.From, hops, e.Seq, true, m)
-	return p, newer
+	return p, newer, renewal && newer
 }
 
 func (r *Router) onAnnounce(now time.Time, l *link, raw []byte, e *envelope.Envelope, m transport.Meta, k uint64) {
@@ -188,11 +179,7 @@ func (r *Router) onAnnounce(now time.Time, l *link, raw []byte, e *envelope.Enve
 		r.dedup.seen(k)
 		r.heardAnnounce(l, k, e.Hops)
 	}
-	refresh := false
-	if op := r.peers[e.Key.Address()]; op != nil && op.best(now) != nil {
-		refresh = true
-	}
-	p, newer := r.onSigned(now, l, e, m, k, 0)
+	p, newer, refresh := r.onSigned(now, l, e, m, k, 0)
 	if p == nil || !newer {
 		if p != nil {
 			r.drop(DropDuplicate)
@@ -292,7 +279,18 @@ func (r *Router) fireRelay(now time.Time, pr *pendingRelay) {
 				}
 			}
 			if pr.refresh && r.bigRadio() {
-				n = pr.heard // announceRefresh
+				// A later round on a big radio mesh (we had a route to
+				// the origin already) mostly renews routes: any copy
+				// heard cancels the relay, as good or not; a shorter
+				// path we would have offered waits for the next round
+				// or for traffic. The boot round keeps the stricter
+				// rule. lora-500: that round cost 21,600 s of the
+				// run's 37,600 s of announce airtime (the boot round,
+				// paced by the control share, 16,000 s: its relays
+				// wait and hear more copies); with this delivery was
+				// 59.2 / 56.5 / 59.1 % on seeds 1–3 against 58.1 /
+				// 56.2 / 57.4 % (docs/routing.md).
+				n = pr.heard
 			}
 			if n >= r.announceSuppressAfter() {
 				r.drop(DropSuppressed)
@@ -515,7 +513,7 @@ func (r *Router) onPathReply(now time.Time, l *link, raw []byte, e *envelope.Env
 		r.drop(DropDuplicate)
 		return
 	}
-	p, _ := r.onSigned(now, l, e, m, k, e.Dist)
+	p, _, _ := r.onSigned(now, l, e, m, k, e.Dist)
 	if p == nil {
 		return
 	}

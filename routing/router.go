@@ -119,7 +119,7 @@ type pendingRelay struct {
 	origin *peer
 	seq    uint32
 	// refresh: we had a route to origin when the announce came, so
-	// relaying it renews routes more than it makes them (announceRefresh).
+	// relaying it renews routes more than it makes them (fireRelay).
 	refresh bool
 	// costs advertised by the relays of the same announce heard (at most
 	// eight), for suppression.
