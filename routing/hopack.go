@@ -56,7 +56,7 @@ func (r *Router) sendHopC(now time.Time, rt *route, data []byte, e *envelope.Env
 	// and answers with it (replayAck), or the destination, which
 	// acknowledges again.
 	noAck := watch || (r.passive(l) && (e.Kind == envelope.KindAck || e.Kind == envelope.KindPathReply) && !r.linkAcked(l, e.Kind))
-	r.emitFrame(now, l, SendFrame{Link: l.id, To: rt.nb, Priority: prio, Data: data, Kind: e.Kind, NoAck: noAck, MaxRounds: r.linkRounds(l, e.Kind)}, control)
+	r.emitFrame(now, l, SendFrame{Link: l.id, To: rt.nb, Priority: prio, Data: data, Kind: e.Kind, NoAck: noAck}, control)
 	if watch {
 		r.addWait(now, rt, data, e, prio, 1)
 	}
@@ -89,7 +89,9 @@ func (r *Router) linkAcked(l *link, k envelope.Kind) bool {
 // delivered with 3, 53 % with 2, and 8 rounds cost 4.7x the ideal airtime).
 const bigMeshLinkRounds = 3
 
-// linkRounds is SendFrame.MaxRounds for an envelope of kind k on l.
+// linkRounds is SendFrame.MaxRounds for an envelope of kind k on l
+// (emitFrame sets it on every frame that asks for the link's
+// acknowledgement).
 func (r *Router) linkRounds(l *link, k envelope.Kind) uint8 {
 	if r.linkAcked(l, k) {
 		return bigMeshLinkRounds
@@ -253,7 +255,7 @@ func (r *Router) tickHops(now time.Time) {
 		r.stats.HopRetries++
 		data := clone(w.data)
 		if !r.hopWatchable(rt, &e) {
-			r.emitFrame(now, rt.link, SendFrame{Link: rt.link.id, To: rt.nb, Priority: w.prio, Data: data, Kind: e.Kind, MaxRounds: r.linkRounds(rt.link, e.Kind)}, false)
+			r.emitFrame(now, rt.link, SendFrame{Link: rt.link.id, To: rt.nb, Priority: w.prio, Data: data, Kind: e.Kind}, false)
 			continue
 		}
 		r.emitFrame(now, rt.link, SendFrame{Link: rt.link.id, To: rt.nb, Priority: w.prio, Data: data, Kind: e.Kind, NoAck: true}, false)
@@ -312,5 +314,5 @@ func (r *Router) answerDuplicate(now time.Time, l *link, m transport.Meta, raw [
 // Ack we carried back already (the crumb's ack), with a copy of that Ack.
 func (r *Router) replayAck(now time.Time, l *link, nb transport.Addr, ack []byte) {
 	r.stats.AckReplays++
-	r.emitFrame(now, l, SendFrame{Link: l.id, To: nb, Priority: transport.PriorityRelay, Data: clone(ack), Kind: envelope.KindAck, NoAck: r.passive(l) && !r.linkAcked(l, envelope.KindAck), MaxRounds: r.linkRounds(l, envelope.KindAck)}, false)
+	r.emitFrame(now, l, SendFrame{Link: l.id, To: nb, Priority: transport.PriorityRelay, Data: clone(ack), Kind: envelope.KindAck, NoAck: r.passive(l) && !r.linkAcked(l, envelope.KindAck)}, false)
 }

@@ -249,8 +249,13 @@ func (r *Router) emit(now time.Time, l *link, to transport.Addr, prio transport.
 	r.emitFrame(now, l, SendFrame{Link: l.id, To: to, Priority: prio, Data: data, Kind: kind}, control)
 }
 
-// emitFrame is emit for a frame built by the caller (NoAck).
+// emitFrame is emit for a frame built by the caller (NoAck). A unicast
+// frame that asks for the link's acknowledgement gets the round bound of
+// its kind on l (linkRounds), whichever path sent it.
 func (r *Router) emitFrame(now time.Time, l *link, f SendFrame, control bool) {
+	if !f.NoAck && f.To != transport.Broadcast {
+		f.MaxRounds = r.linkRounds(l, f.Kind)
+	}
 	if l.info.DutyCycle > 0 && (len(l.queue) > 0 || !r.dcAllows(now, l, len(f.Data))) {
 		r.enqueue(now, l, queuedFrame{f: f, control: control})
 		return
