@@ -529,7 +529,8 @@ func (s *Sim) txEnd(tx *transmission) {
 	for _, nb := range s.topo.nbrs[tx.src] {
 		m := s.nodes[nb.j]
 		rj := m.radio
-		if uni && tx.f.tag.class == ClassData && rj.addrIs(tx.f.to) {
+		addressee := uni && rj.addrIs(tx.f.to)
+		if addressee {
 			margin = marginBin(float64(nb.rssi) - s.rm.sens)
 		}
 		k := -1
@@ -550,7 +551,6 @@ func (s *Sim) txEnd(tx *transmission) {
 		if !m.online || !s.rm.decodable(e.rssi) {
 			continue
 		}
-		addressee := uni && rj.addrIs(tx.f.to)
 		switch {
 		case e.fail&failHalfDuplex != 0:
 			s.m.lostHalfDuplex++

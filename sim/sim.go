@@ -146,16 +146,16 @@ func newSim(sc *Scenario, name string, f Factory, o RunOptions) (*Sim, error) {
 	if f == nil {
 		return nil, errors.New("sim: nil protocol factory")
 	}
-	if o.Duration > 0 {
+	if o.Duration > 0 || o.Interval > 0 {
 		c := *sc
-		c.Duration = Duration(o.Duration)
-		sc = &c
-	}
-	if o.Interval > 0 {
-		c := *sc
-		c.Traffic = slices.Clone(c.Traffic)
-		for i := range c.Traffic {
-			c.Traffic[i].Interval = Duration(o.Interval)
+		if o.Duration > 0 {
+			c.Duration = Duration(o.Duration)
+		}
+		if o.Interval > 0 {
+			c.Traffic = slices.Clone(c.Traffic)
+			for i := range c.Traffic {
+				c.Traffic[i].Interval = Duration(o.Interval)
+			}
 		}
 		sc = &c
 	}
