@@ -164,3 +164,56 @@ func TestBigMeshRefreshRelay(t *testing.T) {
 		})
 	}
 }
+
+// TestBootFloodPacing: a radio node that knows part of a mesh paces its
+// announce relays as if the mesh were five times what it knows (up to 500
+// nodes): one that knows 100 nodes relays a burst of announces no faster
+// than one that knows 500, where it used to relay five times as much; a
+// node of a 20-node mesh is not slowed.
+func TestBootFloodPacing(t *testing.T) {
+	// relays counts the announce relays in one minute after newer
+	// announces of burst of the peers nodes the router knows arrive at
+	// once (newer announces of known nodes, so that the count of nodes
+	// known does not change).
+	relays := func(peers, burst int) int {
+		now := time.Unix(1_800_000_000, 0)
+		r, _ := radioRouter(t, 0, testAnnounces(t, peers), now)
+		// The relays of what it knows go out: at 0.4 % of the airtime
+		// 500 relays take seven hours.
+		for i := 0; i < 1000; i++ {
+			now = now.Add(time.Minute)
+			r.Tick(now)
+		}
+		r.Actions()
+		for i := 0; i < burst; i++ {
+			id, err := envelope.GenerateIdentity(newSeeded(uint64(10_000 + i)))
+			if err != nil {
+				t.Fatal(err)
+			}
+			a, err := envelope.SignAnnounce(id, envelope.AnnounceOptions{Seq: 2, TTL: 8})
+			if err != nil {
+				t.Fatal(err)
+			}
+			r.Receive(now, "radio", a, transport.Meta{From: transport.Addr([]byte{byte(i), 0xee, 0, 1}), HasSignal: true, SNR: 10})
+		}
+		n := 0
+		for i := 0; i < 60; i++ {
+			for _, a := range r.Actions() {
+				if f, ok := a.(*routing.SendFrame); ok && f.Kind == envelope.KindAnnounce {
+					n++
+				}
+			}
+			now = now.Add(time.Second)
+			r.Tick(now)
+		}
+		return n
+	}
+	small, hundred, big := relays(19, 19), relays(100, 100), relays(500, 100)
+	t.Logf("announce relays in a minute: 19 known %d of 19, 100 known %d of 100, 500 known %d of 100", small, hundred, big)
+	if hundred > big*5/4 {
+		t.Errorf("knowing 100 nodes it relayed %d, knowing 500 %d: want about the same", hundred, big)
+	}
+	if small != 19 {
+		t.Errorf("knowing 19 nodes it relayed %d of 19 in a minute: a small mesh's share fits them all", small)
+	}
+}

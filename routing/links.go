@@ -17,6 +17,9 @@ type link struct {
 	// Control budget: a token bucket of airtime (radio) or frames (fast).
 	budget, budgetCap, budgetRate float64
 	budgetAt                      time.Time
+	// Announce relays' own budget (announcePace), seconds of airtime.
+	pace   float64
+	paceAt time.Time
 
 	// Duty cycle: airtime used per minute over the last hour.
 	dcSlots  [60]time.Duration

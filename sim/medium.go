@@ -60,6 +60,7 @@ type transmission struct {
 	src        int32
 	f          *txFrame
 	start, end int64
+	free       bool // RunOptions.FreeAnnounces: no airtime, no losses
 }
 
 // rxEntry is a frame arriving at a receiver.
@@ -473,6 +474,12 @@ func (s *Sim) busyUntil(r *radioNode) int64 {
 }
 
 func (s *Sim) startTx(r *radioNode, f *txFrame) {
+	if s.opt.FreeAnnounces && f.tag.class == ClassAnnounce {
+		tx := &transmission{src: r.idx, f: f, start: s.now, end: s.now, free: true}
+		r.txUntil = tx.end
+		s.q.push(event{at: tx.end, kind: evTxEnd, node: r.idx, ptr: tx})
+		return
+	}
 	tx := &transmission{src: r.idx, f: f, start: s.now, end: s.now + f.air}
 	r.txUntil = tx.end
 	r.airtime += f.air
@@ -523,6 +530,10 @@ func (s *Sim) txEnd(tx *transmission) {
 		r.txUntil = 0
 	}
 	ok := s.rxScratch[:0]
+	if tx.free {
+		s.freeEnd(r, tx)
+		return
+	}
 	uni := tx.f.to != "" && tx.f.to != transport.Broadcast
 	outcome := uniUnreachable
 	margin := marginNoLink
@@ -596,6 +607,27 @@ func (s *Sim) txEnd(tx *transmission) {
 		if r.qlen > 0 {
 			s.scheduleAttempt(r, s.now)
 		}
+	}
+}
+
+// freeEnd delivers a free announce (RunOptions.FreeAnnounces) to every
+// neighbour in range of its mean signal.
+func (s *Sim) freeEnd(r *radioNode, tx *transmission) {
+	ok := s.rxScratch[:0]
+	src := s.nodes[tx.src]
+	for _, nb := range s.topo.nbrs[tx.src] {
+		m := s.nodes[nb.j]
+		if m.online && m.side == src.side && s.rm.decodable(float64(nb.rssi)) {
+			ok = append(ok, rxOK{j: nb.j, rssi: float64(nb.rssi)})
+		}
+	}
+	s.rxScratch = ok
+	for _, o := range ok {
+		meta := transport.Meta{HasSignal: true, RSSI: float32(o.rssi), SNR: float32(o.rssi - s.rm.noiseFloor)}
+		s.radioDeliver(s.nodes[o.j], r, tx.f, meta)
+	}
+	if src.online && r.qlen > 0 {
+		s.scheduleAttempt(r, s.now)
 	}
 }
 

@@ -98,6 +98,10 @@ type Result struct {
 	// Traffic breaks delivery down by traffic source (scenario "traffic"
 	// entries, in order; replies count with the source that prompted them).
 	Traffic []TrafficResult `json:"traffic,omitempty"`
+	// ByHour breaks delivery down by the hour of traffic a message was
+	// sent in (0: the first hour after the warm-up), to tell losses at
+	// boot and at announce rounds from the steady state.
+	ByHour []HourResult `json:"delivery_by_sent_hour,omitempty"`
 
 	Radio struct {
 		FramesReceived      uint64 `json:"frames_received"`
@@ -172,6 +176,13 @@ type Result struct {
 // The ideal's frames: meshd's envelopes with 4-byte hints (envelope/wire.go:
 // a Data envelope adds 32 bytes to its payload - 4 header, 2x4 hints, 4
 // counter, 16 tag - and an Ack is 32 bytes), each in one unicast frame of
+// HourResult is the delivery of the messages sent in one hour.
+type HourResult struct {
+	Messages  int     `json:"messages"`
+	Delivered float64 `json:"delivered"`
+	Within60s float64 `json:"delivered_within_60s"`
+}
+
 // TrafficResult is the delivery of one traffic source.
 type TrafficResult struct {
 	Messages      int     `json:"messages"`
@@ -288,6 +299,27 @@ func (s *Sim) result() *Result {
 		if m.delivered >= 0 {
 			tr.Delivered++
 			specLat[m.spec] = append(specLat[m.spec], float64(m.delivered-m.sent)/1e9)
+		}
+	}
+	for _, m := range s.msgs {
+		h := int((m.sent - int64(s.sc.Warmup)) / int64(time.Hour))
+		for h >= len(r.ByHour) {
+			r.ByHour = append(r.ByHour, HourResult{})
+		}
+		hr := &r.ByHour[max(h, 0)]
+		hr.Messages++
+		if m.delivered >= 0 {
+			hr.Delivered++
+			if m.delivered-m.sent <= int64(time.Minute) {
+				hr.Within60s++
+			}
+		}
+	}
+	for i := range r.ByHour {
+		hr := &r.ByHour[i]
+		if hr.Messages > 0 {
+			hr.Delivered = round6(hr.Delivered / float64(hr.Messages))
+			hr.Within60s = round6(hr.Within60s / float64(hr.Messages))
 		}
 	}
 	for i := range r.Traffic {

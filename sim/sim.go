@@ -27,6 +27,11 @@ type RunOptions struct {
 	// Interval, when positive, overrides the interval of every traffic
 	// source: the same scenario under another load.
 	Interval time.Duration
+	// FreeAnnounces is a what-if: announces cost no airtime and reach
+	// every neighbour in range at once, without collisions, fading or
+	// loss, so that a run shows what announce traffic costs the rest
+	// (Result.AirtimeByClass["announce"] is then 0).
+	FreeAnnounces bool
 	// DataDir is where nodes keep their stores (one sub-directory each).
 	// Empty: a temporary directory, removed at the end of the run.
 	DataDir string

@@ -54,6 +54,7 @@ func mainErr(args []string, stdout, stderr io.Writer) error {
 	seed := fs.Uint64("seed", 0, "override the scenario's seed (0: keep it)")
 	protocol := fs.String("protocol", "both", "router, flood, or both (router with the flood baseline beside it)")
 	duration := fs.Duration("duration", 0, "override the scenario's traffic window (e.g. 30m)")
+	freeAnn := fs.Bool("free-announces", false, "what-if: announces cost no airtime and reach every neighbour in range without loss")
 	interval := fs.Duration("interval", 0, "override the interval of every traffic source (e.g. 30m: the same scenario under another load)")
 	cpuprofile := fs.String("cpuprofile", "", "write a CPU profile to this file")
 	memprofile := fs.String("memprofile", "", "write a heap profile to this file at the end")
@@ -64,7 +65,7 @@ func mainErr(args []string, stdout, stderr io.Writer) error {
 	progress := fs.Bool("progress", false, "report progress on stderr every million events")
 	check := fs.Bool("check", false, "exit with status 3 when a result breaks the scenario's expect bounds")
 	fs.Usage = func() {
-		fmt.Fprintf(stderr, "usage: meshsim -scenario FILE [-json] [-seed N] [-protocol router|flood|both] [-duration D] [-interval D]\n       meshsim -from RESULT.json\n")
+		fmt.Fprintf(stderr, "usage: meshsim -scenario FILE [-json] [-seed N] [-protocol router|flood|both] [-duration D] [-interval D] [-free-announces]\n       meshsim -from RESULT.json\n")
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
@@ -130,7 +131,7 @@ func mainErr(args []string, stdout, stderr io.Writer) error {
 		names = []string{*protocol}
 	}
 	concurrent := *parallel && len(names) > 1
-	opt := sim.RunOptions{Seed: *seed, HasSeed: *seed != 0, Duration: *duration, Interval: *interval, MeasureMemory: !concurrent}
+	opt := sim.RunOptions{Seed: *seed, HasSeed: *seed != 0, Duration: *duration, Interval: *interval, FreeAnnounces: *freeAnn, MeasureMemory: !concurrent}
 	if *progress {
 		opt.Progress = stderr
 	}

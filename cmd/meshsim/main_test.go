@@ -73,3 +73,40 @@ func TestIntervalOverride(t *testing.T) {
 		t.Fatalf("messages: %v with the scenario's 5m interval, %v with -interval 10m; want half", base, half)
 	}
 }
+
+// TestFreeAnnounces: -free-announces takes announces off the air (no
+// airtime) but still delivers them, so routes form and messages arrive;
+// and each message's per-sent-hour delivery is reported.
+func TestFreeAnnounces(t *testing.T) {
+	run1 := func(extra ...string) map[string]any {
+		var out, errb bytes.Buffer
+		args := append([]string{"-scenario", "../../sim/scenarios/ci-lora-20.json", "-json", "-protocol", "router", "-duration", "30m"}, extra...)
+		if code := run(args, &out, &errb); code != 0 && !strings.Contains(errb.String(), "expect") {
+			t.Fatalf("%v: exit %d: %s", args, code, errb.String())
+		}
+		var top map[string]any
+		if err := json.Unmarshal(out.Bytes(), &top); err != nil {
+			t.Fatalf("%v\n%s", err, out.String())
+		}
+		return top
+	}
+	announce := func(top map[string]any) float64 {
+		a, _ := top["airtime_by_class_s"].(map[string]any)
+		v, _ := a["announce"].(float64)
+		return v
+	}
+	base, free := run1(), run1("-free-announces")
+	if announce(base) <= 0 || announce(free) != 0 {
+		t.Errorf("announce airtime %v, with -free-announces %v: want > 0 and 0", announce(base), announce(free))
+	}
+	if d, _ := free["delivery_ratio"].(float64); d < 0.9 {
+		t.Errorf("delivery with free announces %v: routes did not form", d)
+	}
+	hours, _ := free["delivery_by_sent_hour"].([]any)
+	if len(hours) == 0 {
+		t.Fatalf("no delivery_by_sent_hour in %v", free)
+	}
+	if h, _ := hours[0].(map[string]any); h["messages"].(float64) <= 0 {
+		t.Errorf("first hour: %v", h)
+	}
+}
