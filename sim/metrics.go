@@ -173,9 +173,6 @@ type Result struct {
 	Baseline *Result `json:"baseline,omitempty"`
 }
 
-// The ideal's frames: meshd's envelopes with 4-byte hints (envelope/wire.go:
-// a Data envelope adds 32 bytes to its payload - 4 header, 2x4 hints, 4
-// counter, 16 tag - and an Ack is 32 bytes), each in one unicast frame of
 // HourResult is the delivery of the messages sent in one hour.
 type HourResult struct {
 	Messages  int     `json:"messages"`
@@ -193,6 +190,9 @@ type TrafficResult struct {
 	LatencyP95    float64 `json:"latency_p95_s"`
 }
 
+// The ideal's frames: meshd's envelopes with 4-byte hints (envelope/wire.go:
+// a Data envelope adds 32 bytes to its payload - 4 header, 2x4 hints, 4
+// counter, 16 tag - and an Ack is 32 bytes), each in one unicast frame of
 // meshd's LoRa link layer (transport/lora/core: 14 bytes of framing); the
 // radio's own header is added by the airtime. The same yardstick serves
 // every protocol.
@@ -302,11 +302,11 @@ func (s *Sim) result() *Result {
 		}
 	}
 	for _, m := range s.msgs {
-		h := int((m.sent - int64(s.sc.Warmup)) / int64(time.Hour))
+		h := max(int((m.sent-int64(s.sc.Warmup))/int64(time.Hour)), 0)
 		for h >= len(r.ByHour) {
 			r.ByHour = append(r.ByHour, HourResult{})
 		}
-		hr := &r.ByHour[max(h, 0)]
+		hr := &r.ByHour[h]
 		hr.Messages++
 		if m.delivered >= 0 {
 			hr.Delivered++
