@@ -76,20 +76,22 @@ func (r *Router) controlShare(l *link) float64 {
 // own (announcePace) whose rate is the control share of a mesh of
 // meshEstimate nodes. While it is learning the mesh a node has heard of
 // only part of it, so a mesh that boots at once flooded its announces at
-// up to five times the share it settles at: in lora-500 the boot round
-// used 15,000 s of airtime in its first hour, left 33 % of routes unknown,
-// and the round two hours later had to repair them. Paced like this the
-// two rounds merge into one of 27,000 s instead of 34,700 s, and delivery
-// rose from 59.2 / 56.5 / 59.1 % to 64.3 / 64.9 / 64.1 % on seeds 1–3
-// (docs/routing.md). Flood relays (channels, FAPP) keep the control share
-// of the nodes known: paced as announces are, fapp-200's searches found
-// 55 % of matching slots instead of all.
+// several times the share it settles at: in lora-500 the boot round used
+// 15,000 s of airtime in its first hour, left 33 % of routes unknown, and
+// the round two hours later had to repair them. Paced like this the two
+// rounds merge into one of 27,800 s instead of 34,700 s, and delivery
+// rose from 59.2 / 56.5 / 59.1 % to 64.3 / 63.0 / 64.1 % on seeds 1–3
+// (docs/routing.md). Five times the nodes known did as well on lora-500
+// but slowed fapp-200's floods of slots below their bound on one seed;
+// twice, 62.5 %. Flood relays (channels, FAPP) keep the control share of
+// the nodes known: paced as announces are, fapp-200's searches found 55 %
+// of matching slots instead of all.
 
-// meshEstimate is the mesh size announce relays are paced for: five times
-// the nodes known, up to five times bigRadioMesh, and the nodes known
-// beyond that. Meshes of up to 20 nodes are not affected.
+// meshEstimate is the mesh size announce relays are paced for: three
+// times the nodes known, up to five times bigRadioMesh, and the nodes
+// known beyond that. Meshes of up to 34 nodes are not affected.
 func meshEstimate(known int) int {
-	return max(known, min(5*known, 5*bigRadioMesh))
+	return max(known, min(3*known, 5*bigRadioMesh))
 }
 
 // announcePace reports how long an announce relay of n bytes on radio link
