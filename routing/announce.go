@@ -64,19 +64,37 @@ func (r *Router) announceSuppressAfter() int {
 // with 2 %, 41 % with this (0.4 % there), with a third less announce
 // airtime (docs/routing.md).
 func (r *Router) controlShare(l *link) float64 {
+	if !l.radio {
+		return r.o.AnnounceShare
+	}
+	return r.shareOf(len(r.peers))
+}
+
+// shareOf is the control share on a radio link in a mesh of n nodes.
+func (r *Router) shareOf(n int) float64 {
 	s := r.o.AnnounceShare
-	if l.radio && len(r.peers) > bigRadioMesh {
-		s *= float64(bigRadioMesh) / float64(len(r.peers))
+	if n > bigRadioMesh {
+		s *= float64(bigRadioMesh) / float64(n)
 	}
 	return s
 }
 
+// meshEstimate is the mesh size announce relays are paced for: three
+// times the nodes known, up to five times bigRadioMesh, and the nodes
+// known beyond that. Meshes of up to 34 nodes are not affected.
+func meshEstimate(known int) int {
+	return max(known, min(3*known, 5*bigRadioMesh))
+}
+
+// announceWait is how long an announce relay that costs cost seconds of
+// airtime on radio link l must wait for l.announces (0: it may go now).
+//
 // Announce relays on a radio link are paced twice: by the control budget
 // they share with path requests and flood relays, and by a budget of their
-// own (announcePace) whose rate is the control share of a mesh of
-// meshEstimate nodes. While it is learning the mesh a node has heard of
-// only part of it, so a mesh that boots at once flooded its announces at
-// several times the share it settles at: in lora-500 the boot round used
+// own whose rate is the control share of a mesh of meshEstimate nodes.
+// While it is learning the mesh a node has heard of only part of it, so a
+// mesh that boots at once flooded its announces at several times the
+// share it settles at: in lora-500 the boot round used
 // 15,000 s of airtime in its first hour, left 33 % of routes unknown, and
 // the round two hours later had to repair them. Paced like this the two
 // rounds merge into one of 27,800 s instead of 34,700 s, and delivery
@@ -86,40 +104,16 @@ func (r *Router) controlShare(l *link) float64 {
 // twice, 62.5 %. Flood relays (channels, FAPP) keep the control share of
 // the nodes known: paced as announces are, fapp-200's searches found 55 %
 // of matching slots instead of all.
-
-// meshEstimate is the mesh size announce relays are paced for: three
-// times the nodes known, up to five times bigRadioMesh, and the nodes
-// known beyond that. Meshes of up to 34 nodes are not affected.
-func meshEstimate(known int) int {
-	return max(known, min(3*known, 5*bigRadioMesh))
-}
-
-// announcePace reports how long an announce relay of n bytes on radio link
-// l must wait for the announce budget (0: it may go now), and takes the
-// relay's airtime from it when spend is set.
-func (r *Router) announcePace(now time.Time, l *link, n int, spend bool) time.Duration {
-	rate := r.o.AnnounceShare
-	if m := meshEstimate(len(r.peers)); m > bigRadioMesh {
-		rate *= float64(bigRadioMesh) / float64(m)
+func (r *Router) announceWait(now time.Time, l *link, cost float64) time.Duration {
+	l.announces.setShare(r.shareOf(meshEstimate(len(r.peers))))
+	if l.announces.at.IsZero() {
+		// It starts with the first relay, not with the link: what a
+		// link saved up before the boot flood reached it would go out
+		// as a burst.
+		l.announces.start(now)
 	}
-	capacity := rate * 600 // ten minutes' worth, as the control budget
-	if l.paceAt.IsZero() {
-		l.pace, l.paceAt = capacity/4, now
-	}
-	if el := now.Sub(l.paceAt).Seconds(); el > 0 {
-		l.pace += el * rate
-		l.paceAt = now
-	}
-	l.pace = min(l.pace, capacity)
-	cost := l.airtime(n).Seconds()
-	if spend {
-		l.pace -= cost
-		return 0
-	}
-	if l.pace >= cost {
-		return 0
-	}
-	return time.Duration((cost - l.pace) / rate * float64(time.Second))
+	l.announces.fill(now)
+	return l.announces.wait(cost)
 }
 
 func (r *Router) announceOn(now time.Time, l *link) {
@@ -354,35 +348,40 @@ func (r *Router) fireRelay(now time.Time, pr *pendingRelay) {
 		r.drop(DropSuppressed)
 		return
 	}
+	// An announce relay waits for its budgets instead of being lost:
+	// meanwhile other relays may make it unnecessary (suppression).
+	cost := pr.link.controlCost(len(pr.data))
 	paced := pr.origin != nil && pr.link.radio
 	if paced {
-		if wait := r.announcePace(now, pr.link, len(pr.data), false); wait > 0 {
-			if len(r.relays) >= maxPendingRelays {
-				r.drop(DropBudget)
-				return
-			}
-			pr.due = now.Add(wait + time.Duration(r.rnd.Int64N(int64(time.Second))))
-			r.relays = append(r.relays, pr)
+		if wait := r.announceWait(now, pr.link, cost); wait > 0 {
+			r.relayLater(now, pr, wait)
 			return
 		}
 	}
 	if pr.control && !r.spendControl(now, pr.link, len(pr.data), false) {
-		if pr.origin != nil && len(r.relays) < maxPendingRelays {
-			// An announce waits for the budget instead of being lost:
-			// meanwhile other relays may make it unnecessary (suppression).
-			need := pr.link.airtime(len(pr.data)).Seconds() - pr.link.budget
-			pr.due = now.Add(time.Duration(need/pr.link.budgetRate*float64(time.Second)) + time.Duration(r.rnd.Int64N(int64(time.Second))))
-			r.relays = append(r.relays, pr)
+		if pr.origin != nil {
+			r.relayLater(now, pr, pr.link.control.wait(cost))
 			return
 		}
 		r.drop(DropBudget)
 		return
 	}
 	if paced {
-		r.announcePace(now, pr.link, len(pr.data), true)
+		pr.link.announces.level -= cost
 	}
 	r.stats.Relayed++
 	r.emit(now, pr.link, pr.to, pr.prio, pr.data, pr.kind, pr.control)
+}
+
+// relayLater puts an announce relay back to wait for a budget, or drops it
+// when maxPendingRelays wait already.
+func (r *Router) relayLater(now time.Time, pr *pendingRelay, wait time.Duration) {
+	if len(r.relays) >= maxPendingRelays {
+		r.drop(DropBudget)
+		return
+	}
+	pr.due = now.Add(wait + time.Duration(r.rnd.Int64N(int64(time.Second))))
+	r.relays = append(r.relays, pr)
 }
 
 // pathRequest asks the mesh for a route to a, with backoff per destination.

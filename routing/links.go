@@ -14,12 +14,10 @@ type link struct {
 	radio bool   // airtime is scarce: budgeted control traffic, jittered floods
 	cost  uint32 // per-hop routing cost, ≥ 1
 
-	// Control budget: a token bucket of airtime (radio) or frames (fast).
-	budget, budgetCap, budgetRate float64
-	budgetAt                      time.Time
-	// Announce relays' own budget (announcePace), seconds of airtime.
-	pace   float64
-	paceAt time.Time
+	// control is the budget of announces, path requests and flood relays
+	// (spendControl): airtime (radio) or frames (fast). announces is
+	// announce relays' own on radio links (announceWait).
+	control, announces bucket
 
 	// Duty cycle: airtime used per minute over the last hour.
 	dcSlots  [60]time.Duration
@@ -94,14 +92,11 @@ func (r *Router) LinkUp(now time.Time, info LinkInfo) {
 	l.radio = info.Broadcast || (info.Bitrate > 0 && info.Bitrate < 1_000_000) || info.DutyCycle > 0
 	l.cost = uint32(max(1, info.Cost))
 	if l.radio {
-		l.budgetRate = r.o.AnnounceShare // seconds of airtime per second
-		l.budgetCap = l.budgetRate * 600 // ten minutes' worth
+		l.control.setShare(r.o.AnnounceShare)
 	} else {
-		l.budgetRate = 50
-		l.budgetCap = 500
+		l.control.rate, l.control.capacity = 50, 500
 	}
-	l.budget = l.budgetCap / 4
-	l.budgetAt = now
+	l.control.start(now)
 	r.links = append(r.links, l)
 	r.linkByID[id] = l
 	delay := r.o.AnnounceDelay
@@ -199,26 +194,61 @@ func (r *Router) hear(now time.Time, l *link, m transport.Meta) *neighbour {
 	return nb
 }
 
-// spendControl takes airtime (radio) or one frame (fast link) from the
-// control budget. force spends even into debt (own announces and requests
-// are rare and must go out; the debt delays relays).
+// bucket is a token bucket: level refills at rate per second up to
+// capacity; spending may take it into debt.
+type bucket struct {
+	level, rate, capacity float64
+	at                    time.Time
+}
+
+// setShare makes b a radio budget of share of the airtime (seconds per
+// second), holding ten minutes' worth.
+func (b *bucket) setShare(share float64) {
+	b.rate, b.capacity = share, share*600
+	b.level = min(b.level, b.capacity)
+}
+
+// start fills b to a quarter of its capacity at now.
+func (b *bucket) start(now time.Time) { b.level, b.at = b.capacity/4, now }
+
+// fill refills b up to now.
+func (b *bucket) fill(now time.Time) {
+	if el := now.Sub(b.at).Seconds(); el > 0 {
+		b.level = min(b.capacity, b.level+el*b.rate)
+		b.at = now
+	}
+}
+
+// wait is how long until b holds cost at its rate (0: it does now).
+func (b *bucket) wait(cost float64) time.Duration {
+	if b.level >= cost {
+		return 0
+	}
+	return time.Duration((cost - b.level) / b.rate * float64(time.Second))
+}
+
+// controlCost is what a control frame of n bytes takes from l.control:
+// its airtime on radio, one frame on a fast link.
+func (l *link) controlCost(n int) float64 {
+	if l.radio {
+		return l.airtime(n).Seconds()
+	}
+	return 1
+}
+
+// spendControl takes a frame of n bytes from the control budget. force
+// spends even into debt (own announces and requests are rare and must go
+// out; the debt delays relays).
 func (r *Router) spendControl(now time.Time, l *link, n int, force bool) bool {
 	if l.radio {
-		l.budgetRate = r.controlShare(l)
-		l.budgetCap = l.budgetRate * 600
+		l.control.setShare(r.controlShare(l))
 	}
-	if el := now.Sub(l.budgetAt).Seconds(); el > 0 {
-		l.budget = min(l.budgetCap, l.budget+el*l.budgetRate)
-		l.budgetAt = now
-	}
-	cost := 1.0
-	if l.radio {
-		cost = l.airtime(n).Seconds()
-	}
-	if l.budget < cost && !force {
+	l.control.fill(now)
+	cost := l.controlCost(n)
+	if l.control.level < cost && !force {
 		return false
 	}
-	l.budget -= cost
+	l.control.level -= cost
 	return true
 }
 
