@@ -84,14 +84,17 @@ func radioRouter(t testing.TB, seed uint64, anns [][]byte, now time.Time) (*rout
 
 // testAnnounces returns the signed announces (sequence 1) of n nodes, the
 // same n for every call.
-func testAnnounces(t testing.TB, n int) [][]byte {
+func testAnnounces(t testing.TB, n int) [][]byte { return testAnnouncesSeq(t, n, 1) }
+
+// testAnnouncesSeq is testAnnounces with sequence seq.
+func testAnnouncesSeq(t testing.TB, n int, seq uint32) [][]byte {
 	var anns [][]byte
 	for i := 0; i < n; i++ {
 		id, err := envelope.GenerateIdentity(newSeeded(uint64(10_000 + i)))
 		if err != nil {
 			t.Fatal(err)
 		}
-		a, err := envelope.SignAnnounce(id, envelope.AnnounceOptions{Seq: 1, TTL: 8})
+		a, err := envelope.SignAnnounce(id, envelope.AnnounceOptions{Seq: seq, TTL: 8})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -186,15 +189,7 @@ func TestBootFloodPacing(t *testing.T) {
 			r.Tick(now)
 		}
 		r.Actions()
-		for i := 0; i < burst; i++ {
-			id, err := envelope.GenerateIdentity(newSeeded(uint64(10_000 + i)))
-			if err != nil {
-				t.Fatal(err)
-			}
-			a, err := envelope.SignAnnounce(id, envelope.AnnounceOptions{Seq: 2, TTL: 8})
-			if err != nil {
-				t.Fatal(err)
-			}
+		for i, a := range testAnnouncesSeq(t, burst, 2) {
 			r.Receive(now, "radio", a, transport.Meta{From: transport.Addr([]byte{byte(i), 0xee, 0, 1}), HasSignal: true, SNR: 10})
 		}
 		n := 0
