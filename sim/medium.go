@@ -60,7 +60,6 @@ type transmission struct {
 	src        int32
 	f          *txFrame
 	start, end int64
-	free       bool // RunOptions.FreeAnnounces: no airtime, no losses
 }
 
 // rxEntry is a frame arriving at a receiver.
@@ -474,8 +473,8 @@ func (s *Sim) busyUntil(r *radioNode) int64 {
 }
 
 func (s *Sim) startTx(r *radioNode, f *txFrame) {
-	if s.opt.FreeAnnounces && f.tag.class == ClassAnnounce {
-		tx := &transmission{src: r.idx, f: f, start: s.now, end: s.now, free: true}
+	if s.free(f) {
+		tx := &transmission{src: r.idx, f: f, start: s.now, end: s.now}
 		r.txUntil = tx.end
 		s.q.push(event{at: tx.end, kind: evTxEnd, node: r.idx, ptr: tx})
 		return
@@ -529,11 +528,11 @@ func (s *Sim) txEnd(tx *transmission) {
 	if r.txUntil == tx.end {
 		r.txUntil = 0
 	}
-	ok := s.rxScratch[:0]
-	if tx.free {
-		s.freeEnd(r, tx)
+	if s.free(tx.f) {
+		s.deliverDecoded(r, tx, s.inRange(tx))
 		return
 	}
+	ok := s.rxScratch[:0]
 	uni := tx.f.to != "" && tx.f.to != transport.Broadcast
 	outcome := uniUnreachable
 	margin := marginNoLink
@@ -595,6 +594,12 @@ func (s *Sim) txEnd(tx *transmission) {
 			s.m.dataByMargin[margin][outcome]++
 		}
 	}
+	s.deliverDecoded(r, tx, ok)
+}
+
+// deliverDecoded hands tx to the receivers that decoded it, and lets the
+// sender's radio go on with its queue.
+func (s *Sim) deliverDecoded(r *radioNode, tx *transmission, ok []rxOK) {
 	for _, o := range ok {
 		m := s.nodes[o.j]
 		if !m.online {
@@ -603,32 +608,26 @@ func (s *Sim) txEnd(tx *transmission) {
 		meta := transport.Meta{HasSignal: true, RSSI: float32(o.rssi), SNR: float32(o.rssi - s.rm.noiseFloor)}
 		s.radioDeliver(m, r, tx.f, meta)
 	}
-	if s.nodes[tx.src].online {
-		if r.qlen > 0 {
-			s.scheduleAttempt(r, s.now)
-		}
+	if s.nodes[tx.src].online && r.qlen > 0 {
+		s.scheduleAttempt(r, s.now)
 	}
 }
 
-// freeEnd delivers a free announce (RunOptions.FreeAnnounces) to every
-// neighbour in range of its mean signal.
-func (s *Sim) freeEnd(r *radioNode, tx *transmission) {
+// free reports whether f costs no airtime (RunOptions.FreeAnnounces).
+func (s *Sim) free(f *txFrame) bool { return s.opt.FreeAnnounces && f.tag.class == ClassAnnounce }
+
+// inRange lists, for a free frame, every neighbour in range of its mean
+// signal (no fading, collision or loss).
+func (s *Sim) inRange(tx *transmission) []rxOK {
 	ok := s.rxScratch[:0]
-	src := s.nodes[tx.src]
+	side := s.nodes[tx.src].side
 	for _, nb := range s.topo.nbrs[tx.src] {
-		m := s.nodes[nb.j]
-		if m.online && m.side == src.side && s.rm.decodable(float64(nb.rssi)) {
+		if s.nodes[nb.j].side == side && s.rm.decodable(float64(nb.rssi)) {
 			ok = append(ok, rxOK{j: nb.j, rssi: float64(nb.rssi)})
 		}
 	}
 	s.rxScratch = ok
-	for _, o := range ok {
-		meta := transport.Meta{HasSignal: true, RSSI: float32(o.rssi), SNR: float32(o.rssi - s.rm.noiseFloor)}
-		s.radioDeliver(s.nodes[o.j], r, tx.f, meta)
-	}
-	if src.online && r.qlen > 0 {
-		s.scheduleAttempt(r, s.now)
-	}
+	return ok
 }
 
 // radioDeliver hands a decoded frame to receiver m's link layer.

@@ -173,7 +173,8 @@ type Result struct {
 	Baseline *Result `json:"baseline,omitempty"`
 }
 
-// HourResult is the delivery of the messages sent in one hour.
+// HourResult is the delivery of the messages sent in one hour: how many,
+// and the shares of them delivered by the end of the run and within 60 s.
 type HourResult struct {
 	Messages  int     `json:"messages"`
 	Delivered float64 `json:"delivered"`
@@ -301,26 +302,27 @@ func (s *Sim) result() *Result {
 			specLat[m.spec] = append(specLat[m.spec], float64(m.delivered-m.sent)/1e9)
 		}
 	}
+	var hours [][3]int // sent, delivered, delivered within 60 s
 	for _, m := range s.msgs {
 		h := max(int((m.sent-int64(s.sc.Warmup))/int64(time.Hour)), 0)
-		for h >= len(r.ByHour) {
-			r.ByHour = append(r.ByHour, HourResult{})
+		for h >= len(hours) {
+			hours = append(hours, [3]int{})
 		}
-		hr := &r.ByHour[h]
-		hr.Messages++
+		hours[h][0]++
 		if m.delivered >= 0 {
-			hr.Delivered++
+			hours[h][1]++
 			if m.delivered-m.sent <= int64(time.Minute) {
-				hr.Within60s++
+				hours[h][2]++
 			}
 		}
 	}
-	for i := range r.ByHour {
-		hr := &r.ByHour[i]
-		if hr.Messages > 0 {
-			hr.Delivered = round6(hr.Delivered / float64(hr.Messages))
-			hr.Within60s = round6(hr.Within60s / float64(hr.Messages))
+	for _, c := range hours {
+		hr := HourResult{Messages: c[0]}
+		if c[0] > 0 {
+			hr.Delivered = round6(float64(c[1]) / float64(c[0]))
+			hr.Within60s = round6(float64(c[2]) / float64(c[0]))
 		}
+		r.ByHour = append(r.ByHour, hr)
 	}
 	for i := range r.Traffic {
 		tr := &r.Traffic[i]
