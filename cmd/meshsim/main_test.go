@@ -110,3 +110,34 @@ func TestFreeAnnounces(t *testing.T) {
 		t.Errorf("first hour: %v", h)
 	}
 }
+
+// TestBandwidthOverride: -bandwidth lays the same scenario out for another
+// channel width (a wider channel hears less far), and a width the region
+// has no sub-band for is refused with a clear error.
+func TestBandwidthOverride(t *testing.T) {
+	rangeM := func(extra ...string) float64 {
+		var out, errb bytes.Buffer
+		args := append([]string{"-scenario", "../../sim/scenarios/ci-lora-20.json", "-topology"}, extra...)
+		if code := run(args, &out, &errb); code != 0 {
+			t.Fatalf("%v: exit %d: %s", args, code, errb.String())
+		}
+		var top map[string]any
+		if err := json.Unmarshal(out.Bytes(), &top); err != nil {
+			t.Fatalf("%v\n%s", err, out.String())
+		}
+		r, _ := top["range_m"].(float64)
+		return r
+	}
+	narrow, wide := rangeM(), rangeM("-bandwidth", "250")
+	if narrow == 0 || wide >= narrow {
+		t.Fatalf("range %v m at the scenario's bandwidth, %v m at 250 kHz; want shorter", narrow, wide)
+	}
+	for _, bw := range []string{"300", "-125"} {
+		var out, errb bytes.Buffer
+		if code := run([]string{"-scenario", "../../sim/scenarios/ci-lora-20.json", "-topology", "-bandwidth", bw}, &out, &errb); code == 0 {
+			t.Errorf("-bandwidth %s: exit 0", bw)
+		} else if !strings.Contains(errb.String(), "bandwidth") && !strings.Contains(errb.String(), "kHz") {
+			t.Errorf("-bandwidth %s: error does not name the bandwidth: %s", bw, errb.String())
+		}
+	}
+}
