@@ -13,13 +13,14 @@ import (
 // TestBigMeshLinkAcked: on a radio link that reports overheard frames, Data
 // and Ack envelopes go without the link's acknowledgement (the router
 // listens for the neighbour passing them on) while a node knows up to 100
-// nodes, and with it, bounded to three link rounds, once it knows more.
+// nodes, and with it once it knows more: Data bounded to three link
+// rounds, Acks to five.
 func TestBigMeshLinkAcked(t *testing.T) {
 	for _, c := range []struct {
-		peers     int
-		noAck     bool
-		maxRounds uint8
-	}{{20, true, 0}, {99, true, 0}, {101, false, 3}, {300, false, 3}} {
+		peers                 int
+		noAck                 bool
+		dataRounds, ackRounds uint8
+	}{{20, true, 0, 0}, {99, true, 0, 0}, {101, false, 3, 5}, {300, false, 3, 5}} {
 		now := time.Unix(1_800_000_000, 0)
 		// a sends to b, its neighbour; both know the same c.peers other
 		// nodes besides each other.
@@ -57,9 +58,12 @@ func TestBigMeshLinkAcked(t *testing.T) {
 		data := first(rs[0], envelope.KindData)
 		rs[1].Receive(now, "radio", data.Data, transport.Meta{From: addrs[0], HasSignal: true, SNR: 10})
 		ack := first(rs[1], envelope.KindAck)
-		for _, f := range []*routing.SendFrame{data, ack} {
-			if f.NoAck != c.noAck || f.MaxRounds != c.maxRounds {
-				t.Errorf("%d peers, %v: NoAck %v MaxRounds %d, want %v %d", c.peers, f.Kind, f.NoAck, f.MaxRounds, c.noAck, c.maxRounds)
+		for _, w := range []struct {
+			f      *routing.SendFrame
+			rounds uint8
+		}{{data, c.dataRounds}, {ack, c.ackRounds}} {
+			if f := w.f; f.NoAck != c.noAck || f.MaxRounds != w.rounds {
+				t.Errorf("%d peers, %v: NoAck %v MaxRounds %d, want %v %d", c.peers, f.Kind, f.NoAck, f.MaxRounds, c.noAck, w.rounds)
 			}
 		}
 	}
