@@ -57,6 +57,7 @@ func mainErr(args []string, stdout, stderr io.Writer) error {
 	freeAnn := fs.Bool("free-announces", false, "what-if: announces cost no airtime and reach every neighbour in range without loss")
 	interval := fs.Duration("interval", 0, "override the interval of every traffic source (e.g. 30m: the same scenario under another load)")
 	bandwidth := fs.Float64("bandwidth", 0, "override the LoRa bandwidth in kHz (125, 250 or 500): the same scenario on a wider or narrower channel, laid out again for its range")
+	sf := fs.Int("sf", 0, "override the LoRa spreading factor (7-12), laid out again for its range like -bandwidth")
 	cpuprofile := fs.String("cpuprofile", "", "write a CPU profile to this file")
 	memprofile := fs.String("memprofile", "", "write a heap profile to this file at the end")
 	tracePath := fs.String("trace", "", "write a line per status event and delivery to this file (one protocol only)")
@@ -66,7 +67,7 @@ func mainErr(args []string, stdout, stderr io.Writer) error {
 	progress := fs.Bool("progress", false, "report progress on stderr every million events")
 	check := fs.Bool("check", false, "exit with status 3 when a result breaks the scenario's expect bounds")
 	fs.Usage = func() {
-		fmt.Fprintf(stderr, "usage: meshsim -scenario FILE [-json] [-seed N] [-protocol router|flood|both] [-duration D] [-interval D] [-bandwidth KHZ] [-free-announces]\n       meshsim -from RESULT.json\n")
+		fmt.Fprintf(stderr, "usage: meshsim -scenario FILE [-json] [-seed N] [-protocol router|flood|both] [-duration D] [-interval D] [-bandwidth KHZ] [-sf N] [-free-announces]\n       meshsim -from RESULT.json\n")
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
@@ -101,11 +102,17 @@ func mainErr(args []string, stdout, stderr io.Writer) error {
 	if *bandwidth < 0 {
 		return fmt.Errorf("%w: -bandwidth %g: want kHz, e.g. 250", errUsage, *bandwidth)
 	}
+	if *sf < 0 {
+		return fmt.Errorf("%w: -sf %d: want a spreading factor, e.g. 8", errUsage, *sf)
+	}
+	// The scenario's layout rule (e.g. redrawn until connected) then
+	// applies with the new modulation's range; newRadioModel refuses a
+	// modulation with no datasheet sensitivity or sub-band.
 	if *bandwidth > 0 {
-		// The scenario's layout rule (e.g. redrawn until connected) then
-		// applies with the new channel's range; newRadioModel refuses a
-		// bandwidth with no datasheet sensitivity.
 		sc.Radio.BandwidthKHz = *bandwidth
+	}
+	if *sf > 0 {
+		sc.Radio.SF = *sf
 	}
 	if *topo {
 		s := sc.Seed

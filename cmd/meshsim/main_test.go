@@ -111,10 +111,11 @@ func TestFreeAnnounces(t *testing.T) {
 	}
 }
 
-// TestBandwidthOverride: -bandwidth lays the same scenario out for another
-// channel width (a wider channel hears less far), and a width the region
-// has no sub-band for is refused with a clear error.
-func TestBandwidthOverride(t *testing.T) {
+// TestModulationOverride: -bandwidth and -sf lay the same scenario out for
+// another modulation (a wider channel hears less far; SF8 on 250 kHz as far
+// as SF7 on 125 kHz, -123 dBm in the SX1276 datasheet), and a modulation
+// the radio or region cannot use is refused with a clear error.
+func TestModulationOverride(t *testing.T) {
 	rangeM := func(extra ...string) float64 {
 		var out, errb bytes.Buffer
 		args := append([]string{"-scenario", "../../sim/scenarios/ci-lora-20.json", "-topology"}, extra...)
@@ -128,16 +129,19 @@ func TestBandwidthOverride(t *testing.T) {
 		r, _ := top["range_m"].(float64)
 		return r
 	}
-	narrow, wide := rangeM(), rangeM("-bandwidth", "250")
-	if narrow == 0 || wide >= narrow {
-		t.Fatalf("range %v m at the scenario's bandwidth, %v m at 250 kHz; want shorter", narrow, wide)
+	narrow, wide, wideSF8 := rangeM(), rangeM("-bandwidth", "250"), rangeM("-bandwidth", "250", "-sf", "8")
+	if narrow == 0 || wide >= narrow || wideSF8 != narrow {
+		t.Fatalf("range %v m at SF7/125 kHz, %v m at SF7/250 kHz (want shorter), %v m at SF8/250 kHz (want the same)", narrow, wide, wideSF8)
 	}
-	for _, bw := range []string{"300", "-125"} {
+	for _, c := range []struct{ flag, val, want string }{
+		{"-bandwidth", "300", "bandwidth"}, {"-bandwidth", "-125", "bandwidth"},
+		{"-sf", "13", "spreading factor"}, {"-sf", "-1", "spreading factor"},
+	} {
 		var out, errb bytes.Buffer
-		if code := run([]string{"-scenario", "../../sim/scenarios/ci-lora-20.json", "-topology", "-bandwidth", bw}, &out, &errb); code == 0 {
-			t.Errorf("-bandwidth %s: exit 0", bw)
-		} else if !strings.Contains(errb.String(), "bandwidth") && !strings.Contains(errb.String(), "kHz") {
-			t.Errorf("-bandwidth %s: error does not name the bandwidth: %s", bw, errb.String())
+		if code := run([]string{"-scenario", "../../sim/scenarios/ci-lora-20.json", "-topology", c.flag, c.val}, &out, &errb); code == 0 {
+			t.Errorf("%s %s: exit 0", c.flag, c.val)
+		} else if !strings.Contains(errb.String(), c.want) {
+			t.Errorf("%s %s: error does not say %q: %s", c.flag, c.val, c.want, errb.String())
 		}
 	}
 }
