@@ -56,14 +56,10 @@ func TestTableAndErrors(t *testing.T) {
 // load: every traffic source sends at the given interval.
 func TestIntervalOverride(t *testing.T) {
 	messages := func(extra ...string) float64 {
-		var out, errb bytes.Buffer
 		args := append([]string{"-scenario", "../../sim/scenarios/ci-mixed-islands.json", "-json", "-protocol", "router", "-duration", "20m"}, extra...)
-		if code := run(args, &out, &errb); code != 0 {
-			t.Fatalf("%v: exit %d: %s", args, code, errb.String())
-		}
-		var top map[string]any
-		if err := json.Unmarshal(out.Bytes(), &top); err != nil {
-			t.Fatalf("%v\n%s", err, out.String())
+		top, code, stderr := runJSON(t, args...)
+		if code != 0 {
+			t.Fatalf("%v: exit %d: %s", args, code, stderr)
 		}
 		n, _ := top["messages"].(float64)
 		return n
@@ -79,14 +75,10 @@ func TestIntervalOverride(t *testing.T) {
 // and each message's per-sent-hour delivery is reported.
 func TestFreeAnnounces(t *testing.T) {
 	run1 := func(extra ...string) map[string]any {
-		var out, errb bytes.Buffer
 		args := append([]string{"-scenario", "../../sim/scenarios/ci-lora-20.json", "-json", "-protocol", "router", "-duration", "30m"}, extra...)
-		if code := run(args, &out, &errb); code != 0 && !strings.Contains(errb.String(), "expect") {
-			t.Fatalf("%v: exit %d: %s", args, code, errb.String())
-		}
-		var top map[string]any
-		if err := json.Unmarshal(out.Bytes(), &top); err != nil {
-			t.Fatalf("%v\n%s", err, out.String())
+		top, code, stderr := runJSON(t, args...)
+		if code != 0 && !strings.Contains(stderr, "expect") {
+			t.Fatalf("%v: exit %d: %s", args, code, stderr)
 		}
 		return top
 	}
@@ -117,14 +109,10 @@ func TestFreeAnnounces(t *testing.T) {
 // the radio or region cannot use is refused with a clear error.
 func TestModulationOverride(t *testing.T) {
 	rangeM := func(extra ...string) float64 {
-		var out, errb bytes.Buffer
 		args := append([]string{"-scenario", "../../sim/scenarios/ci-lora-20.json", "-topology"}, extra...)
-		if code := run(args, &out, &errb); code != 0 {
-			t.Fatalf("%v: exit %d: %s", args, code, errb.String())
-		}
-		var top map[string]any
-		if err := json.Unmarshal(out.Bytes(), &top); err != nil {
-			t.Fatalf("%v\n%s", err, out.String())
+		top, code, stderr := runJSON(t, args...)
+		if code != 0 {
+			t.Fatalf("%v: exit %d: %s", args, code, stderr)
 		}
 		r, _ := top["range_m"].(float64)
 		return r
@@ -144,4 +132,16 @@ func TestModulationOverride(t *testing.T) {
 			t.Errorf("%s %s: error does not say %q: %s", c.flag, c.val, c.want, errb.String())
 		}
 	}
+}
+
+// runJSON runs meshsim with args and decodes the JSON object it prints;
+// the caller judges the exit status and standard error.
+func runJSON(t *testing.T, args ...string) (top map[string]any, code int, stderr string) {
+	t.Helper()
+	var out, errb bytes.Buffer
+	code = run(args, &out, &errb)
+	if err := json.Unmarshal(out.Bytes(), &top); err != nil {
+		t.Fatalf("%v: exit %d: %s\n%v\n%s", args, code, errb.String(), err, out.String())
+	}
+	return top, code, errb.String()
 }
