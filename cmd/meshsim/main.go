@@ -12,6 +12,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"runtime/pprof"
 	"sort"
@@ -99,7 +100,7 @@ func mainErr(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	if *bandwidth < 0 {
+	if *bandwidth < 0 || math.IsNaN(*bandwidth) || math.IsInf(*bandwidth, 0) {
 		return fmt.Errorf("%w: -bandwidth %g: want kHz, e.g. 250", errUsage, *bandwidth)
 	}
 	if *sf < 0 {

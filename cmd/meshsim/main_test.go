@@ -122,7 +122,7 @@ func TestModulationOverride(t *testing.T) {
 		t.Fatalf("range %v m at SF7/125 kHz, %v m at SF7/250 kHz (want shorter), %v m at SF8/250 kHz (want the same)", narrow, wide, wideSF8)
 	}
 	for _, c := range []struct{ flag, val, want string }{
-		{"-bandwidth", "300", "bandwidth"}, {"-bandwidth", "-125", "bandwidth"},
+		{"-bandwidth", "300", "bandwidth"}, {"-bandwidth", "-125", "bandwidth"}, {"-bandwidth", "NaN", "bandwidth"}, {"-bandwidth", "+Inf", "bandwidth"},
 		{"-sf", "13", "spreading factor"}, {"-sf", "-1", "spreading factor"},
 	} {
 		var out, errb bytes.Buffer
