@@ -89,3 +89,18 @@ func TestOverheadBudgets(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestAnnounceSize: AnnounceSize says how long SignAnnounce's announce is,
+// with and without application data.
+func TestAnnounceSize(t *testing.T) {
+	alice := mustIdentity(t, "alice")
+	for _, n := range []int{0, 1, 5, MaxAppData} {
+		raw, err := SignAnnounce(alice, AnnounceOptions{Seq: 1, Caps: CapRelay, TTL: 8, AppData: bytes.Repeat([]byte{'x'}, n)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := AnnounceSize(n); got != len(raw) {
+			t.Errorf("AnnounceSize(%d) = %d, SignAnnounce built %d bytes", n, got, len(raw))
+		}
+	}
+}

@@ -224,6 +224,13 @@ func (e *Envelope) addrLen() int {
 	return HintSize
 }
 
+// AnnounceSize is the length of an announce carrying appData bytes of
+// application data, as SignAnnounce builds it: what a router needs to price
+// its own announce on a radio link before it has signed one.
+func AnnounceSize(appData int) int {
+	return HeaderSize + fixedSize(KindAnnounce, 0, 0) + appData + SignatureSize
+}
+
 // Size of each kind's fixed part after the common header, given the address
 // length al. The body and signature come on top.
 func fixedSize(k Kind, f Flags, al int) int {

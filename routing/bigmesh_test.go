@@ -217,3 +217,44 @@ func TestBootFloodPacing(t *testing.T) {
 		t.Errorf("knowing 19 nodes it relayed %d of 19 in a minute: a small mesh's share fits them all", small)
 	}
 }
+
+// TestRouteLifetimeStretches: a route learnt on a radio link lives three
+// announce intervals as stretched there. On a small mesh that is the base
+// lifetime (3 × 2 h); on a big one the interval stretches past it and the
+// route must outlive the time until the next announce, not vanish first.
+func TestRouteLifetimeStretches(t *testing.T) {
+	for _, c := range []struct {
+		peers            int
+		minLife, maxLife time.Duration
+	}{
+		{20, 6 * time.Hour, 6 * time.Hour},
+		// 400 nodes at this link's bit rate and the control share of a
+		// 400-node mesh: an interval of about 4.9 hours.
+		{400, 12 * time.Hour, 18 * time.Hour},
+	} {
+		now := time.Unix(1_800_000_000, 0)
+		anns := testAnnounces(t, c.peers)
+		r, _ := radioRouter(t, 0, anns, now)
+		last, err := envelope.Parse(anns[len(anns)-1])
+		if err != nil {
+			t.Fatal(err)
+		}
+		dest := last.Key.Address()
+		var got time.Duration
+		for _, ri := range r.Routes(now) {
+			if ri.Dest == dest {
+				got = ri.Expires.Sub(now)
+			}
+		}
+		if got < c.minLife || got > c.maxLife {
+			t.Errorf("%d nodes: the last route learnt lives %v, want %v to %v", c.peers, got, c.minLife, c.maxLife)
+		}
+		if c.peers > 100 {
+			if n := len(r.Routes(now.Add(c.minLife))); n == 0 {
+				t.Errorf("%d nodes: no route left after %v", c.peers, c.minLife)
+			}
+		} else if n := len(r.Routes(now.Add(c.maxLife + time.Second))); n != 0 {
+			t.Errorf("%d nodes: %d routes left after %v", c.peers, n, c.maxLife)
+		}
+	}
+}

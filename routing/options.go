@@ -64,7 +64,8 @@ type Options struct {
 	SNRMargin float64
 
 	// RouteLifetime is how long a route lives without being refreshed by an
-	// announce or traffic. Zero: 3×AnnounceInterval.
+	// announce or traffic; on a radio link at least three announce
+	// intervals as stretched there. Zero: 3×AnnounceInterval.
 	RouteLifetime time.Duration
 	// PathRequestTTL scopes a path request (hops). Zero: 8.
 	PathRequestTTL uint8

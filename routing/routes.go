@@ -210,7 +210,7 @@ func (r *Router) considerRoute(now time.Time, p *peer, l *link, nb transport.Add
 		for i := range p.routes {
 			rt := &p.routes[i]
 			if rt.valid(now) && rt.link == l && rt.nb == nb {
-				rt.expires = now.Add(r.o.RouteLifetime)
+				rt.expires = now.Add(r.routeLife(l))
 				return
 			}
 		}
@@ -224,7 +224,7 @@ func (r *Router) considerRoute(now time.Time, p *peer, l *link, nb transport.Add
 	}
 	cand := route{link: l, nb: nb, hops: hops, seq: seq}
 	metric := r.metric(&cand)
-	life := r.o.RouteLifetime
+	life := r.routeLife(l)
 	slot := -1
 	for i := range p.routes {
 		if p.routes[i].link == l && p.routes[i].nb == nb {

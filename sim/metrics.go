@@ -18,7 +18,8 @@ import (
 
 // counters are the run's running totals.
 type counters struct {
-	airByClass   [numClasses]int64 // radio airtime, ns
+	airByClass   [numClasses]int64   // radio airtime, ns
+	airByHour    [][numClasses]int64 // the same per hour of the run
 	txByClass    [numClasses]uint64
 	ipByClass    [numClasses]uint64
 	unattributed [numClasses]int64 // data/ack airtime with no known message
@@ -102,6 +103,10 @@ type Result struct {
 	// sent in (0: the first hour after the warm-up), to tell losses at
 	// boot and at announce rounds from the steady state.
 	ByHour []HourResult `json:"delivery_by_sent_hour,omitempty"`
+	// AirtimeByHour is airtime_by_class_s per hour of the run (0: the
+	// first hour from the start, warm-up included): shows when announce
+	// rounds load the channel.
+	AirtimeByHour []map[string]float64 `json:"airtime_by_hour_s,omitempty"`
 
 	Radio struct {
 		FramesReceived      uint64 `json:"frames_received"`
@@ -373,6 +378,13 @@ func (s *Sim) result() *Result {
 		r.UnattributedAirtime += float64(s.m.unattributed[c]) / 1e9
 	}
 	r.UnattributedAirtime = round6(r.UnattributedAirtime)
+	for _, h := range s.m.airByHour {
+		hm := map[string]float64{}
+		for c := Class(0); c < numClasses; c++ {
+			hm[c.String()] = round6(float64(h[c]) / 1e9)
+		}
+		r.AirtimeByHour = append(r.AirtimeByHour, hm)
+	}
 	r.AirtimeTotal = round6(float64(total) / 1e9)
 	if r.Delivered > 0 {
 		r.AirtimePerDelivered = round6(float64(air) / 1e9 / float64(r.Delivered))

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"math"
 	"math/rand/v2"
 	"strconv"
 	"strings"
@@ -497,5 +498,34 @@ func TestDataByMargin(t *testing.T) {
 	}
 	if want := rd.UnicastByClass["data"]; sum != want || sum.Received == 0 {
 		t.Fatalf("margin bins add up to %+v, data class is %+v", sum, want)
+	}
+}
+
+// TestAirtimeByHour: the hourly airtime adds up, class by class, to the
+// run's airtime, one entry per started hour of the run.
+func TestAirtimeByHour(t *testing.T) {
+	sc, err := LoadScenario("scenarios/ci-lora-20.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := Run(sc, "router", NewRouterFactory(), RunOptions{Duration: 70 * time.Minute})
+	if err != nil {
+		t.Fatal(err)
+	}
+	run := time.Duration(sc.Warmup) + 70*time.Minute + time.Duration(sc.Drain)
+	if want := int((run + time.Hour - 1) / time.Hour); len(r.AirtimeByHour) != want {
+		t.Errorf("%d hours of airtime for a run of %v, want %d", len(r.AirtimeByHour), run, want)
+	}
+	for class, total := range r.AirtimeByClass {
+		var sum float64
+		for _, h := range r.AirtimeByHour {
+			sum += h[class]
+		}
+		if math.Abs(sum-total) > 1e-3 {
+			t.Errorf("%s: the hours add up to %.6f s, the run's total is %.6f s", class, sum, total)
+		}
+	}
+	if r.AirtimeByClass["data"] == 0 || r.AirtimeByHour[1]["data"] == 0 {
+		t.Errorf("no data airtime in the second hour: %v", r.AirtimeByHour)
 	}
 }

@@ -269,6 +269,11 @@ func (s *Sim) account(f tag, air int64, radio bool) {
 	}
 	if radio {
 		s.m.airByClass[c] += air
+		h := int(max(s.now, 0) / int64(time.Hour))
+		for h >= len(s.m.airByHour) {
+			s.m.airByHour = append(s.m.airByHour, [numClasses]int64{})
+		}
+		s.m.airByHour[h][c] += air
 		s.m.txByClass[c]++
 	} else {
 		s.m.ipByClass[c]++
