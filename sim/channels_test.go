@@ -53,9 +53,9 @@ func chanRun(t *testing.T, sc *Scenario) (*Sim, *chanHarness, broadcast.ChannelI
 }
 
 func simAirtime(s *Sim) (total int64, byClass [numClasses]int64) {
-	for c, v := range s.m.airByClass {
-		total += v
-		byClass[c] = v
+	for c := range byClass {
+		byClass[c] = s.m.air(Class(c))
+		total += byClass[c]
 	}
 	return
 }

@@ -951,13 +951,13 @@ func (h *fappHarness) script() {
 	every := time.Duration(p.NetworkSearchEvery)
 	first := pub + time.Duration(p.NetworkSearchAt)
 	var idle0 int64
-	s.at(first-every, func() { idle0 = s.m.airByClass[ClassOther] })
-	s.at(first, func() { h.background = float64(s.m.airByClass[ClassOther]-idle0) / 1e9 })
+	s.at(first-every, func() { idle0 = s.m.air(ClassOther) })
+	s.at(first, func() { h.background = float64(s.m.air(ClassOther)-idle0) / 1e9 })
 	for k, i := range late {
 		at := first + time.Duration(k)*every
 		var air0 int64
 		s.at(at, func() {
-			air0 = s.m.airByClass[ClassOther]
+			air0 = s.m.air(ClassOther)
 			now := s.timeAt(s.now)
 			f := h.filter[i]
 			ns := &FAPPNetworkSearch{Node: i, AtS: round6(time.Duration(s.now).Seconds()), Filter: describeFilter(f), Matching: len(h.truth(now, f))}
@@ -1005,7 +1005,7 @@ func (h *fappHarness) script() {
 			}
 			ns.Answering = len(h.answering[tok])
 			ns.BytesOnAir = ns.QueryBytes + ns.ReplyBytes
-			ns.AirtimeS = round6(float64(s.m.airByClass[ClassOther]-air0) / 1e9)
+			ns.AirtimeS = round6(float64(s.m.air(ClassOther)-air0) / 1e9)
 		})
 	}
 	// Reservations.

@@ -18,8 +18,7 @@ import (
 
 // counters are the run's running totals.
 type counters struct {
-	airByClass   [numClasses]int64   // radio airtime, ns
-	airByHour    [][numClasses]int64 // the same per hour of the run
+	airByHour    [][numClasses]int64 // radio airtime per hour of the run, ns (air sums it)
 	txByClass    [numClasses]uint64
 	ipByClass    [numClasses]uint64
 	unattributed [numClasses]int64 // data/ack airtime with no known message
@@ -61,6 +60,15 @@ type counters struct {
 	foreignDeliveries uint64
 	skippedOffline    uint64
 	offlineEvents     uint64
+}
+
+// air is the radio airtime of class c so far, ns.
+func (m *counters) air(c Class) int64 {
+	var t int64
+	for _, h := range m.airByHour {
+		t += h[c]
+	}
+	return t
 }
 
 // Result is what one run measured. docs/meshsim.md defines every field.
@@ -371,8 +379,8 @@ func (s *Sim) result() *Result {
 	r.RadioFramesByClass = map[string]uint64{}
 	r.IPFramesByClass = map[string]uint64{}
 	for c := Class(0); c < numClasses; c++ {
-		total += s.m.airByClass[c]
-		r.AirtimeByClass[c.String()] = round6(float64(s.m.airByClass[c]) / 1e9)
+		total += s.m.air(c)
+		r.AirtimeByClass[c.String()] = round6(float64(s.m.air(c)) / 1e9)
 		r.RadioFramesByClass[c.String()] = s.m.txByClass[c]
 		r.IPFramesByClass[c.String()] = s.m.ipByClass[c]
 		r.UnattributedAirtime += float64(s.m.unattributed[c]) / 1e9
@@ -396,7 +404,7 @@ func (s *Sim) result() *Result {
 		r.AirtimeRatioToIdeal = round6(float64(air) / float64(ideal))
 	}
 	if total > 0 {
-		r.AnnounceShare = round6(float64(s.m.airByClass[ClassAnnounce]+s.m.airByClass[ClassPath]) / float64(total))
+		r.AnnounceShare = round6(float64(s.m.air(ClassAnnounce)+s.m.air(ClassPath)) / float64(total))
 	}
 	r.DutyCycleViolations = s.m.dutyViolations
 	var maxAir int64

@@ -268,7 +268,8 @@ func (s *Sim) account(f tag, air int64, radio bool) {
 		c = ClassOther
 	}
 	if radio {
-		s.m.airByClass[c] += air
+		// Scenario timings can schedule events before 0 (fapp's idle
+		// probe one interval before the first search).
 		h := int(max(s.now, 0) / int64(time.Hour))
 		for h >= len(s.m.airByHour) {
 			s.m.airByHour = append(s.m.airByHour, [numClasses]int64{})
