@@ -476,14 +476,7 @@ func TestOverhear(t *testing.T) {
 // class; a frame on a link 5 dB above sensitivity or more cannot be lost
 // to fading (σ 1 dB) in a run without churn.
 func TestDataByMargin(t *testing.T) {
-	sc, err := LoadScenario("scenarios/ci-lora-20.json")
-	if err != nil {
-		t.Fatal(err)
-	}
-	r, err := Run(sc, "router", NewRouterFactory(), RunOptions{Duration: 20 * time.Minute})
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, r := runCILoRa(t, 20*time.Minute)
 	rd := r.Radio
 	var sum UnicastOutcomes
 	for bin, u := range rd.DataByMarginDB {
@@ -504,17 +497,10 @@ func TestDataByMargin(t *testing.T) {
 // TestAirtimeByHour: the hourly airtime adds up, class by class, to the
 // run's airtime, one entry per started hour of the run.
 func TestAirtimeByHour(t *testing.T) {
-	sc, err := LoadScenario("scenarios/ci-lora-20.json")
-	if err != nil {
-		t.Fatal(err)
-	}
-	r, err := Run(sc, "router", NewRouterFactory(), RunOptions{Duration: 70 * time.Minute})
-	if err != nil {
-		t.Fatal(err)
-	}
+	sc, r := runCILoRa(t, 70*time.Minute)
 	run := time.Duration(sc.Warmup) + 70*time.Minute + time.Duration(sc.Drain)
 	if want := int((run + time.Hour - 1) / time.Hour); len(r.AirtimeByHour) != want {
-		t.Errorf("%d hours of airtime for a run of %v, want %d", len(r.AirtimeByHour), run, want)
+		t.Fatalf("%d hours of airtime for a run of %v, want %d", len(r.AirtimeByHour), run, want)
 	}
 	for class, total := range r.AirtimeByClass {
 		var sum float64
@@ -528,4 +514,19 @@ func TestAirtimeByHour(t *testing.T) {
 	if r.AirtimeByClass["data"] == 0 || r.AirtimeByHour[1]["data"] == 0 {
 		t.Errorf("no data airtime in the second hour: %v", r.AirtimeByHour)
 	}
+}
+
+// runCILoRa runs the router on the 20-node LoRa CI scenario with traffic
+// for d.
+func runCILoRa(t *testing.T, d time.Duration) (*Scenario, *Result) {
+	t.Helper()
+	sc, err := LoadScenario("scenarios/ci-lora-20.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := Run(sc, "router", NewRouterFactory(), RunOptions{Duration: d})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return sc, r
 }
