@@ -60,6 +60,7 @@ type transmission struct {
 	src        int32
 	f          *txFrame
 	start, end int64
+	free       bool // off the air (a what-if): decided when it starts
 }
 
 // rxEntry is a frame arriving at a receiver.
@@ -474,7 +475,7 @@ func (s *Sim) busyUntil(r *radioNode) int64 {
 
 func (s *Sim) startTx(r *radioNode, f *txFrame) {
 	if s.free(f) {
-		tx := &transmission{src: r.idx, f: f, start: s.now, end: s.now}
+		tx := &transmission{src: r.idx, f: f, start: s.now, end: s.now, free: true}
 		r.txUntil = tx.end
 		s.q.push(event{at: tx.end, kind: evTxEnd, node: r.idx, ptr: tx})
 		return
@@ -528,7 +529,7 @@ func (s *Sim) txEnd(tx *transmission) {
 	if r.txUntil == tx.end {
 		r.txUntil = 0
 	}
-	if s.free(tx.f) {
+	if tx.free {
 		s.deliverDecoded(r, tx, s.inRange(tx))
 		return
 	}
@@ -613,8 +614,14 @@ func (s *Sim) deliverDecoded(r *radioNode, tx *transmission, ok []rxOK) {
 	}
 }
 
-// free reports whether f costs no airtime (RunOptions.FreeAnnounces).
-func (s *Sim) free(f *txFrame) bool { return s.opt.FreeAnnounces && f.tag.class == ClassAnnounce }
+// free reports whether f, starting now, costs no airtime
+// (RunOptions.FreeAnnounces, RunOptions.FreeAnnouncesAfter).
+func (s *Sim) free(f *txFrame) bool {
+	if f.tag.class != ClassAnnounce {
+		return false
+	}
+	return s.opt.FreeAnnounces || (s.opt.FreeAnnouncesAfter > 0 && s.now >= int64(s.opt.FreeAnnouncesAfter))
+}
 
 // inRange lists, for a free frame, every neighbour in range of its mean
 // signal (no fading, collision or loss).

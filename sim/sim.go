@@ -32,6 +32,13 @@ type RunOptions struct {
 	// loss, so that a run shows what announce traffic costs the rest
 	// (Result.AirtimeByClass["announce"] is then 0).
 	FreeAnnounces bool
+	// FreeAnnouncesAfter, when positive, is the same what-if from that
+	// time of the run on (warm-up included; a frame is judged when it
+	// starts): announces before it cost as usual, so a run shows what
+	// the rest would deliver if every repair and refresh after the boot
+	// flood cost nothing. Zero: announces cost airtime throughout (unless
+	// FreeAnnounces).
+	FreeAnnouncesAfter time.Duration
 	// DataDir is where nodes keep their stores (one sub-directory each).
 	// Empty: a temporary directory, removed at the end of the run.
 	DataDir string

@@ -56,6 +56,7 @@ func mainErr(args []string, stdout, stderr io.Writer) error {
 	protocol := fs.String("protocol", "both", "router, flood, or both (router with the flood baseline beside it)")
 	duration := fs.Duration("duration", 0, "override the scenario's traffic window (e.g. 30m)")
 	freeAnn := fs.Bool("free-announces", false, "what-if: announces cost no airtime and reach every neighbour in range without loss")
+	freeAfter := fs.Duration("free-announces-after", 0, "what-if: like -free-announces, for announces sent from this time of the run on (e.g. 105m: the boot flood costs, repair and refresh do not)")
 	interval := fs.Duration("interval", 0, "override the interval of every traffic source (e.g. 30m: the same scenario under another load)")
 	bandwidth := fs.Float64("bandwidth", 0, "override the LoRa bandwidth in kHz (125, 250 or 500): the same scenario on a wider or narrower channel, laid out again for its range")
 	sf := fs.Int("sf", 0, "override the LoRa spreading factor (7-12), laid out again for its range like -bandwidth")
@@ -68,7 +69,7 @@ func mainErr(args []string, stdout, stderr io.Writer) error {
 	progress := fs.Bool("progress", false, "report progress on stderr every million events")
 	check := fs.Bool("check", false, "exit with status 3 when a result breaks the scenario's expect bounds")
 	fs.Usage = func() {
-		fmt.Fprintf(stderr, "usage: meshsim -scenario FILE [-json] [-seed N] [-protocol router|flood|both] [-duration D] [-interval D] [-bandwidth KHZ] [-sf N] [-free-announces]\n       meshsim -from RESULT.json\n")
+		fmt.Fprintf(stderr, "usage: meshsim -scenario FILE [-json] [-seed N] [-protocol router|flood|both] [-duration D] [-interval D] [-bandwidth KHZ] [-sf N] [-free-announces | -free-announces-after D]\n       meshsim -from RESULT.json\n")
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
@@ -102,6 +103,9 @@ func mainErr(args []string, stdout, stderr io.Writer) error {
 	}
 	if *bandwidth < 0 || math.IsNaN(*bandwidth) || math.IsInf(*bandwidth, 0) {
 		return fmt.Errorf("%w: -bandwidth %g: want kHz, e.g. 250", errUsage, *bandwidth)
+	}
+	if *freeAfter < 0 || (*freeAfter > 0 && *freeAnn) {
+		return fmt.Errorf("%w: -free-announces-after %v: want a positive time of the run, and not with -free-announces", errUsage, *freeAfter)
 	}
 	if *sf < 0 {
 		return fmt.Errorf("%w: -sf %d: want a spreading factor, e.g. 8", errUsage, *sf)
@@ -149,7 +153,7 @@ func mainErr(args []string, stdout, stderr io.Writer) error {
 		names = []string{*protocol}
 	}
 	concurrent := *parallel && len(names) > 1
-	opt := sim.RunOptions{Seed: *seed, HasSeed: *seed != 0, Duration: *duration, Interval: *interval, FreeAnnounces: *freeAnn, MeasureMemory: !concurrent}
+	opt := sim.RunOptions{Seed: *seed, HasSeed: *seed != 0, Duration: *duration, Interval: *interval, FreeAnnounces: *freeAnn, FreeAnnouncesAfter: *freeAfter, MeasureMemory: !concurrent}
 	if *progress {
 		opt.Progress = stderr
 	}

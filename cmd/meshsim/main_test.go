@@ -103,6 +103,55 @@ func TestFreeAnnounces(t *testing.T) {
 	}
 }
 
+// TestFreeAnnouncesAfter: -free-announces-after D keeps the announces
+// sent before D on the air and takes the later ones off it, so the run's
+// announce airtime lies strictly between none and all of it, and the
+// hours after D carry none; a negative time, or the flag beside
+// -free-announces, is a usage error.
+func TestFreeAnnouncesAfter(t *testing.T) {
+	run1 := func(extra ...string) map[string]any {
+		args := append([]string{"-scenario", "../../sim/scenarios/ci-lora-20.json", "-json", "-protocol", "router", "-duration", "2h"}, extra...)
+		top, code, stderr := runJSON(t, args...)
+		if code != 0 && !strings.Contains(stderr, "expect") {
+			t.Fatalf("%v: exit %d: %s", args, code, stderr)
+		}
+		return top
+	}
+	announceByHour := func(top map[string]any) []float64 {
+		hours, _ := top["airtime_by_hour_s"].([]any)
+		var out []float64
+		for _, h := range hours {
+			m, _ := h.(map[string]any)
+			v, _ := m["announce"].(float64)
+			out = append(out, v)
+		}
+		return out
+	}
+	sum := func(v []float64) (t float64) {
+		for _, x := range v {
+			t += x
+		}
+		return t
+	}
+	base, after := announceByHour(run1()), announceByHour(run1("-free-announces-after", "1h"))
+	if len(after) < 2 || len(base) != len(after) {
+		t.Fatalf("hourly announce airtime: %v without, %v with -free-announces-after 1h", base, after)
+	}
+	if after[0] != base[0] || after[0] <= 0 {
+		t.Errorf("first hour's announce airtime %v, want the run's own %v (> 0)", after[0], base[0])
+	}
+	if later := sum(after[1:]); later != 0 || sum(base[1:]) <= 0 {
+		t.Errorf("announce airtime after 1h: %v with the flag (want 0), %v without (want > 0)", later, sum(base[1:]))
+	}
+	for _, bad := range [][]string{{"-free-announces-after", "-5m"}, {"-free-announces-after", "1h", "-free-announces"}} {
+		var out, errb bytes.Buffer
+		code := run(append([]string{"-scenario", "../../sim/scenarios/ci-lora-20.json", "-json"}, bad...), &out, &errb)
+		if code != 2 || !strings.Contains(errb.String(), "-free-announces-after") || out.Len() != 0 {
+			t.Errorf("%v: exit %d, %q, %d bytes out: want a usage error (2) naming the flag, nothing run", bad, code, errb.String(), out.Len())
+		}
+	}
+}
+
 // TestModulationOverride: -bandwidth and -sf lay the same scenario out for
 // another modulation (a wider channel hears less far; SF8 on 250 kHz as far
 // as SF7 on 125 kHz, -123 dBm in the SX1276 datasheet), and a modulation
