@@ -104,10 +104,10 @@ func TestFreeAnnounces(t *testing.T) {
 }
 
 // TestFreeAnnouncesAfter: -free-announces-after D keeps the announces
-// sent before D on the air and takes the later ones off it, so the run's
-// announce airtime lies strictly between none and all of it, and the
-// hours after D carry none; a negative time, or the flag beside
-// -free-announces, is a usage error.
+// sent before D on the air and takes the later ones off it: the hour
+// before D carries the announce airtime of a run without the flag, the
+// hours after it none (where a run without the flag has some); a
+// negative time, or the flag beside -free-announces, is a usage error.
 func TestFreeAnnouncesAfter(t *testing.T) {
 	run1 := func(extra ...string) map[string]any {
 		args := append([]string{"-scenario", "../../sim/scenarios/ci-lora-20.json", "-json", "-protocol", "router", "-duration", "2h"}, extra...)
