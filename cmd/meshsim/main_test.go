@@ -74,20 +74,12 @@ func TestIntervalOverride(t *testing.T) {
 // airtime) but still delivers them, so routes form and messages arrive;
 // and each message's per-sent-hour delivery is reported.
 func TestFreeAnnounces(t *testing.T) {
-	run1 := func(extra ...string) map[string]any {
-		args := append([]string{"-scenario", "../../sim/scenarios/ci-lora-20.json", "-json", "-protocol", "router", "-duration", "30m"}, extra...)
-		top, code, stderr := runJSON(t, args...)
-		if code != 0 && !strings.Contains(stderr, "expect") {
-			t.Fatalf("%v: exit %d: %s", args, code, stderr)
-		}
-		return top
-	}
 	announce := func(top map[string]any) float64 {
 		a, _ := top["airtime_by_class_s"].(map[string]any)
 		v, _ := a["announce"].(float64)
 		return v
 	}
-	base, free := run1(), run1("-free-announces")
+	base, free := runRouterCI(t, "30m"), runRouterCI(t, "30m", "-free-announces")
 	if announce(base) <= 0 || announce(free) != 0 {
 		t.Errorf("announce airtime %v, with -free-announces %v: want > 0 and 0", announce(base), announce(free))
 	}
@@ -109,14 +101,6 @@ func TestFreeAnnounces(t *testing.T) {
 // hours after it none (where a run without the flag has some); a
 // negative time, or the flag beside -free-announces, is a usage error.
 func TestFreeAnnouncesAfter(t *testing.T) {
-	run1 := func(extra ...string) map[string]any {
-		args := append([]string{"-scenario", "../../sim/scenarios/ci-lora-20.json", "-json", "-protocol", "router", "-duration", "2h"}, extra...)
-		top, code, stderr := runJSON(t, args...)
-		if code != 0 && !strings.Contains(stderr, "expect") {
-			t.Fatalf("%v: exit %d: %s", args, code, stderr)
-		}
-		return top
-	}
 	announceByHour := func(top map[string]any) []float64 {
 		hours, _ := top["airtime_by_hour_s"].([]any)
 		var out []float64
@@ -133,7 +117,7 @@ func TestFreeAnnouncesAfter(t *testing.T) {
 		}
 		return t
 	}
-	base, after := announceByHour(run1()), announceByHour(run1("-free-announces-after", "1h"))
+	base, after := announceByHour(runRouterCI(t, "2h")), announceByHour(runRouterCI(t, "2h", "-free-announces-after", "1h"))
 	if len(after) < 2 || len(base) != len(after) {
 		t.Fatalf("hourly announce airtime: %v without, %v with -free-announces-after 1h", base, after)
 	}
@@ -185,6 +169,19 @@ func TestModulationOverride(t *testing.T) {
 
 // runJSON runs meshsim with args and decodes the JSON object it prints;
 // the caller judges the exit status and standard error.
+// runRouterCI runs the router alone on the 20-node LoRa CI scenario with
+// traffic for duration and extra flags, and returns its JSON result; a run
+// that breaks only the scenario's expect bounds still returns it.
+func runRouterCI(t *testing.T, duration string, extra ...string) map[string]any {
+	t.Helper()
+	args := append([]string{"-scenario", "../../sim/scenarios/ci-lora-20.json", "-json", "-protocol", "router", "-duration", duration}, extra...)
+	top, code, stderr := runJSON(t, args...)
+	if code != 0 && !strings.Contains(stderr, "expect") {
+		t.Fatalf("%v: exit %d: %s", args, code, stderr)
+	}
+	return top
+}
+
 func runJSON(t *testing.T, args ...string) (top map[string]any, code int, stderr string) {
 	t.Helper()
 	var out, errb bytes.Buffer
