@@ -104,8 +104,11 @@ func mainErr(args []string, stdout, stderr io.Writer) error {
 	if *bandwidth < 0 || math.IsNaN(*bandwidth) || math.IsInf(*bandwidth, 0) {
 		return fmt.Errorf("%w: -bandwidth %g: want kHz, e.g. 250", errUsage, *bandwidth)
 	}
-	if *freeAfter < 0 || (*freeAfter > 0 && *freeAnn) {
-		return fmt.Errorf("%w: -free-announces-after %v: want a positive time of the run, and not with -free-announces", errUsage, *freeAfter)
+	if *freeAfter < 0 {
+		return fmt.Errorf("%w: -free-announces-after %v: want a time of the run, e.g. 105m", errUsage, *freeAfter)
+	}
+	if *freeAfter > 0 && *freeAnn {
+		return fmt.Errorf("%w: -free-announces-after with -free-announces: the latter makes every announce free, pick one", errUsage)
 	}
 	if *sf < 0 {
 		return fmt.Errorf("%w: -sf %d: want a spreading factor, e.g. 8", errUsage, *sf)
