@@ -58,9 +58,9 @@ type txFrame struct {
 // transmission is a frame on the air.
 type transmission struct {
 	src        int32
+	free       bool // off the air (a what-if): decided when it starts
 	f          *txFrame
 	start, end int64
-	free       bool // off the air (a what-if): decided when it starts
 }
 
 // rxEntry is a frame arriving at a receiver.
